@@ -1,0 +1,1 @@
+"""Prefect flows, schedules and the ``fairchord`` command line."""

@@ -1,0 +1,62 @@
+"""Helpers every CLI module shares: sessions, errors with exit codes, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from provenance import migrate
+from provenance.db import make_engine, session_factory
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes (documented in the README): 0 ok; 1 failure or check failed;
+# 2 usage or bad input; 3 database not initialised. Commands with safeguards
+# add their own (see `fairchord generate --help`).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_INITIALISED = 3
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print a one-line reason on stderr and exit with ``code``."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def migrated_engine() -> Engine:
+    """The configured database, refusing to run against an unmigrated schema."""
+    engine = make_engine()
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision(engine)
+    if current != head:
+        fail(
+            f"database {engine.url.render_as_string(hide_password=True)} is at revision "
+            f"{current or 'none'}, expected {head}: run `fairchord db upgrade`",
+            EXIT_NOT_INITIALISED,
+        )
+    return engine
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One transaction on the configured, migrated database: commit on success."""
+    engine = migrated_engine()
+    try:
+        with session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()

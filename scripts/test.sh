@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up from nothing and run the whole test suite on SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+.venv/bin/ruff check .
+.venv/bin/mypy provenance flows training generation
+.venv/bin/python -m pytest -q "$@"
