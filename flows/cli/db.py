@@ -8,7 +8,9 @@ from flows.cli.common import console, print_json
 from provenance import migrate
 from provenance.db import make_engine
 
-db_app = typer.Typer(help="Create, migrate and inspect the provenance database.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Create, migrate and inspect the provenance database.", no_args_is_help=True
+)
 
 
 @db_app.command("upgrade")

@@ -51,9 +51,7 @@ class Recording(Base):
     """One distinct audio content, identified by the sha256 of its original bytes."""
 
     __tablename__ = "recordings"
-    __table_args__ = (
-        CheckConstraint("status IN ('accepted', 'quarantined')", name="status"),
-    )
+    __table_args__ = (CheckConstraint("status IN ('accepted', 'quarantined')", name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(SHA256, unique=True)
