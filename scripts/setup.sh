@@ -31,13 +31,26 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
+# pip, with its output shown only when it fails.
+quiet_pip() {
+  local log
+  log=$(mktemp)
+  if ! "$VENV/bin/pip" "$@" >"$log" 2>&1; then
+    grep -v "WARNING: Location" "$log" >&2 || true
+    echo "error: pip $* failed" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 stamp="$VENV/.fairchord-lock.sha256"
 want=$(sha256sum requirements/lock.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$VENV/bin/pip" install -q --upgrade pip
+  quiet_pip install -q --upgrade pip "setuptools==84.2.1"
   # --no-deps: the lock is complete, and it keeps pip from resolving another torch.
-  "$VENV/bin/pip" install -q --no-deps -r requirements/lock.txt
+  quiet_pip install -q --no-deps -r requirements/lock.txt
   echo "$want" > "$stamp"
 fi
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null
+quiet_pip install -q --no-deps --no-build-isolation -e .
 echo "fairchord installed in $VENV"
