@@ -40,6 +40,7 @@ CAPTION_METHODS = (
     "descriptors+tags+clap",
 )
 _TAG_SPLIT = re.compile(r"[,;/|\n]+|\s+-\s+")
+_SINGLE_LETTER_RUN = re.compile(r"(?<!\S)\w(?: \w)+(?!\S)")
 MAX_TAG_WORDS = 4
 MAX_TAGS = 6
 
@@ -140,7 +141,14 @@ class NameFilter:
         return cls(re.compile(rf"(?:(?<=\s)|^)(?:{alternatives})(?=\s|$)"))
 
     def mentions_name(self, text: str) -> bool:
-        return self.pattern is not None and self.pattern.search(normalize_name(text)) is not None
+        if self.pattern is None:
+            return False
+        normalised = normalize_name(text)
+        if self.pattern.search(normalised) is not None:
+            return True
+        # Initials written with dots or spaces ("J.D.", "j d") also match "jd".
+        joined = _SINGLE_LETTER_RUN.sub(lambda m: m.group(0).replace(" ", ""), normalised)
+        return joined != normalised and self.pattern.search(joined) is not None
 
     def scrub(self, phrases: Sequence[str]) -> list[str]:
         """Drop every phrase that contains a name, also names that span two phrases."""

@@ -1,0 +1,352 @@
+"""The `featurize` flow: accepted recordings → mels + captions in Arrow shards, recorded in the DB.
+
+Incremental: only recordings the current feature set (one per mel config
+hash) does not cover yet are decoded. Per-recording work runs as tasks on
+the default thread runner or on a two-worker Dask cluster; results come
+back in recording-id order and the flow alone writes shards, so both
+runners produce the same shard bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
+
+from provenance.db import make_engine, session_factory
+from provenance.features import (
+    CoveredRecording,
+    artist_ids,
+    banned_names,
+    concluded_licence,
+    covered_recording_ids,
+    get_or_create_feature_set,
+    record_shards,
+    recording_tags,
+    recordings_to_featurize,
+)
+from provenance.settings import fairchord_home
+from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
+from training.mel import MelConfig
+from training.segments import SegmentConfig, window_frames
+from training.shards import (
+    DEFAULT_TARGET_BYTES,
+    ShardWriter,
+    add_shards_to_manifest,
+    manifest_path,
+    new_manifest,
+    read_manifest,
+    write_manifest,
+)
+
+ProgressCallback = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
+_progress_callbacks: list[ProgressCallback] = []
+
+
+def add_progress_callback(callback: ProgressCallback) -> Callable[[], None]:
+    """Call ``callback(done, total, audio_seconds)`` as recordings finish; returns a remover."""
+    _progress_callbacks.append(callback)
+    return lambda: _progress_callbacks.remove(callback)
+
+
+def feature_root(mel_config: MelConfig) -> Path:
+    return fairchord_home() / "features" / mel_config.hash()
+
+
+def load_or_start_manifest(
+    root: Path, mel_config: MelConfig, segment_config: SegmentConfig, covered: set[int]
+) -> dict[str, Any]:
+    """The feature set's manifest, trimmed to shards the DB has recorded (a crash between
+    writing shards and committing leaves orphans, which are ignored)."""
+    seg = asdict(segment_config)
+    frames = window_frames(segment_config, mel_config)
+    if not manifest_path(root).exists():
+        return new_manifest(mel_config, frames=frames, segment_config=seg)
+    manifest = read_manifest(root)
+    if manifest["mel_config_hash"] != mel_config.hash():
+        raise ValueError(
+            f"{root} holds mel config {manifest['mel_config_hash']}, not {mel_config.hash()}"
+        )
+    if manifest["segment_config"] != seg:
+        raise ValueError(
+            f"feature set {root} was cut with segments {manifest['segment_config']}, "
+            f"not {seg}; keep the same --hop or use a new FAIRCHORD_HOME"
+        )
+    shards = [s for s in manifest["shards"] if set(s["recording_ids"]) <= covered]
+    kept = {r for s in shards for r in s["recording_ids"]}
+    manifest = dict(manifest)
+    manifest["shards"] = shards
+    manifest["recordings"] = {k: v for k, v in manifest["recordings"].items() if int(k) in kept}
+    manifest["total_rows"] = sum(s["rows"] for s in shards)
+    return manifest
+
+
+@task
+def plan_featurization(
+    db_url: str | None, mel_config: dict[str, Any], root: str
+) -> tuple[int, list[RecordingJob], list[str], list[int]]:
+    """Create/find the feature set; list the jobs for recordings it lacks, and banned names."""
+    config = MelConfig.from_dict(mel_config)
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            fs = get_or_create_feature_set(
+                session,
+                mel_config_hash=config.hash(),
+                mel_config=config.to_dict(),
+                root_uri=Path(root).as_uri(),
+            )
+            jobs = [
+                RecordingJob(
+                    recording_id=rec.id,
+                    recording_sha256=rec.sha256,
+                    uri=str(rec.object_uri),
+                    artist_ids=tuple(artist_ids(session, rec.id)),
+                    licence=concluded_licence(session, rec.id),
+                    tags=tuple(recording_tags(session, rec.id)),
+                )
+                for rec in recordings_to_featurize(session, fs.id)
+            ]
+            return fs.id, jobs, banned_names(session), covered_recording_ids(session, fs.id)
+    finally:
+        engine.dispose()
+
+
+@task
+def featurize_one(
+    job: RecordingJob, names: list[str], mel_config: dict[str, Any], hop_s: float
+) -> RecordingFeatures:
+    import torch
+
+    # One intra-op thread per task: the runner supplies the parallelism (2 cores).
+    torch.set_num_threads(1)
+    return featurize_recording(
+        job,
+        banned_names=names,
+        mel_config=MelConfig.from_dict(mel_config),
+        segment_config=SegmentConfig(hop_s=hop_s),
+    )
+
+
+@task
+def record_feature_set(
+    db_url: str | None,
+    feature_set_id: int,
+    shards: list[dict[str, Any]],
+    covered: list[tuple[int, int, str]],
+    manifest_uri: str,
+    manifest_sha256: str,
+    shard_uri_prefix: str,
+) -> None:
+    from provenance.models import FeatureSet
+
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            fs = session.get(FeatureSet, feature_set_id)
+            assert fs is not None
+            record_shards(
+                session,
+                fs,
+                shards=shards,
+                recordings=[CoveredRecording(r, n, s) for r, n, s in covered],
+                manifest_uri=manifest_uri,
+                manifest_sha256=manifest_sha256,
+                shard_uri_prefix=shard_uri_prefix,
+            )
+    finally:
+        engine.dispose()
+
+
+@flow(name="featurize")
+def featurize_flow(
+    db_url: str | None = None,
+    shard_mb: float = DEFAULT_TARGET_BYTES / 2**20,
+    hop_s: float = 10.24,
+    mel_config: dict[str, Any] | None = None,
+    in_flight: int = 8,
+) -> dict[str, Any]:
+    """Featurize every accepted, non-duplicate recording the current feature set lacks."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    config = MelConfig.from_dict(mel_config) if mel_config else MelConfig()
+    segment_config = SegmentConfig(hop_s=hop_s)
+    root = feature_root(config)
+    root.mkdir(parents=True, exist_ok=True)
+    fs_id, jobs, names, covered = plan_featurization(db_url, config.to_dict(), str(root))
+    manifest = load_or_start_manifest(root, config, segment_config, set(covered))
+    logger.info(
+        "feature set %s (%s): %d recording(s) to featurize, %d already covered",
+        fs_id,
+        config.hash(),
+        len(jobs),
+        len(covered),
+    )
+
+    frames = window_frames(segment_config, config)
+    segments_total = 0
+    audio_seconds = 0.0
+    per_recording: dict[int, dict[str, Any]] = {}
+    with ShardWriter(
+        root,
+        n_mels=config.n_mels,
+        frames=frames,
+        target_bytes=int(shard_mb * 2**20),
+        first_index=_next_shard_index(root, manifest),
+    ) as writer:
+        pending: list[PrefectFuture[RecordingFeatures]] = []
+        done = 0
+
+        def collect(future: PrefectFuture[RecordingFeatures]) -> None:
+            nonlocal segments_total, audio_seconds, done
+            result = future.result()
+            writer.add_recording(result.batch)
+            segments_total += result.segments
+            audio_seconds += result.audio_seconds
+            per_recording[result.recording_id] = {
+                "sha256": result.batch.column("recording_sha256")[0].as_py()
+                if result.segments
+                else None,
+                "segments": result.segments,
+                "audio_seconds": round(result.audio_seconds, 3),
+            }
+            done += 1
+            for cb in list(_progress_callbacks):
+                cb(done, len(jobs), audio_seconds)
+
+        # Keep a bounded window of futures in flight; collect strictly in submission
+        # (recording-id) order so shard contents do not depend on the runner.
+        for job in jobs:
+            pending.append(featurize_one.submit(job, names, config.to_dict(), hop_s))
+            if len(pending) >= in_flight:
+                collect(pending.pop(0))
+        while pending:
+            collect(pending.pop(0))
+    shards = writer.written
+
+    shard_of = {rid: s.name for s in shards for rid in s.recording_ids}
+    for rid, info in per_recording.items():
+        info["shard"] = shard_of.get(rid)
+    if jobs or not manifest_path(root).exists():
+        manifest = add_shards_to_manifest(manifest, shards, per_recording)
+        manifest_sha = write_manifest(root, manifest)
+    else:
+        manifest_sha = hashlib.sha256(manifest_path(root).read_bytes()).hexdigest()
+    if jobs:
+        record_feature_set(
+            db_url,
+            fs_id,
+            [s.to_dict() for s in shards],
+            [
+                (rid, info["segments"], info["shard"])
+                for rid, info in per_recording.items()
+                if info["shard"]
+            ],
+            manifest_path(root).as_uri(),
+            manifest_sha,
+            root.as_uri(),
+        )
+        _record_empty_recordings(db_url, fs_id, per_recording)
+    took = time.perf_counter() - started
+    summary = {
+        "feature_set_id": fs_id,
+        "mel_config_hash": config.hash(),
+        "root": str(root),
+        "recordings": len(jobs),
+        "recordings_covered": len(covered) + len(jobs),
+        "segments": segments_total,
+        "audio_seconds": round(audio_seconds, 2),
+        "shards": [s.name for s in shards],
+        "manifest_sha256": manifest_sha,
+        "seconds": round(took, 2),
+    }
+    create_table_artifact(
+        key="featurize-summary",
+        table=[
+            {
+                "recordings": len(jobs),
+                "segments": segments_total,
+                "audio seconds": round(audio_seconds, 1),
+                "shards": len(shards),
+                "time (s)": round(took, 1),
+            }
+        ],
+        description=f"feature set {config.hash()}: {len(covered) + len(jobs)} recordings covered",
+    )
+    logger.info(
+        "featurized %d recording(s), %d segment(s), %.0f s of audio into %d shard(s) in %.1f s",
+        len(jobs),
+        segments_total,
+        audio_seconds,
+        len(shards),
+        took,
+    )
+    return summary
+
+
+def _next_shard_index(root: Path, manifest: dict[str, Any]) -> int:
+    # Never reuse a name, not even an orphan's from a crashed run.
+    used = [int(p.name[6:11]) for p in root.glob("shard-*.arrow") if p.name[6:11].isdigit()]
+    used += [int(s["name"][6:11]) for s in manifest["shards"]]
+    return max(used, default=-1) + 1
+
+
+def _record_empty_recordings(
+    db_url: str | None, feature_set_id: int, per_recording: dict[int, dict[str, Any]]
+) -> None:
+    """Recordings that decoded to no segment at all (empty audio) are covered with 0 segments,
+    so reruns do not decode them again."""
+    empty = [rid for rid, info in per_recording.items() if not info["shard"]]
+    if not empty:
+        return
+    from provenance.models import FeatureSetRecording
+
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            for rid in empty:
+                session.add(
+                    FeatureSetRecording(
+                        feature_set_id=feature_set_id, recording_id=rid, shard_id=None, segments=0
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def dask_task_runner(n_workers: int = 2) -> Any:
+    """A local Dask cluster of ``n_workers`` single-threaded processes (prefect-dask)."""
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}
+    )
+
+
+def run_featurize(
+    *,
+    db_url: str | None = None,
+    shard_mb: float = DEFAULT_TARGET_BYTES / 2**20,
+    hop_s: float = 10.24,
+    use_dask: bool = False,
+    mel_config: MelConfig | None = None,
+) -> dict[str, Any]:
+    """Run the flow on the thread runner (2 workers) or a two-worker Dask cluster."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    runner = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=2)
+    configured = featurize_flow.with_options(task_runner=runner)
+    result: dict[str, Any] = configured(
+        db_url=db_url,
+        shard_mb=shard_mb,
+        hop_s=hop_s,
+        mel_config=mel_config.to_dict() if mel_config else None,
+    )
+    return result
