@@ -341,7 +341,7 @@ def run_featurize(
     """Run the flow on the thread runner (2 workers) or a two-worker Dask cluster."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    runner = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=2)
+    runner: Any = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=2)
     configured = featurize_flow.with_options(task_runner=runner)
     result: dict[str, Any] = configured(
         db_url=db_url,

@@ -1,4 +1,4 @@
-"""Arrow shards: sizes, manifest, datasets opens them offline, DataLoader streams, filters are lazy."""
+"""Arrow shards: sizes, manifest, offline `datasets`, DataLoader streaming, lazy filters."""
 
 from __future__ import annotations
 
@@ -187,7 +187,8 @@ def test_embeddings_sibling_file(feature_root: Path) -> None:
         embeddings=np.ones((2, 512), np.float32),
     )
     table = read_embeddings(feature_root, sha)
-    assert list(zip(table["recording_id"].to_pylist(), table["segment_index"].to_pylist())) == [
+    keys = zip(table["recording_id"].to_pylist(), table["segment_index"].to_pylist(), strict=True)
+    assert list(keys) == [
         (1, 0),
         (1, 1),
         (2, 0),
