@@ -144,6 +144,54 @@ def mel_transform(config: MelConfig = DEFAULT_MEL_CONFIG) -> torch.nn.Module:
     return transform
 
 
+def _stft_window(config: MelConfig) -> torch.Tensor:
+    # torch.stft's convention: a periodic Hann window of win_length, centred in n_fft.
+    window = torch.hann_window(config.win_length)
+    left = (config.n_fft - config.win_length) // 2
+    return torch.nn.functional.pad(window, (left, config.n_fft - config.win_length - left))
+
+
+_kernels: dict[MelConfig, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _kernel(config: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(window [n_fft], mel filterbank [n_mels, n_fft//2+1]) taken from the torchaudio transform."""
+    kernel = _kernels.get(config)
+    if kernel is None:
+        transform = mel_transform(config)
+        fb = transform.mel_scale.fb.T.contiguous()  # type: ignore[union-attr,operator]
+        kernel = (_stft_window(config), fb)
+        with _transforms_lock:
+            kernel = _kernels.setdefault(config, kernel)
+    return kernel
+
+
+def _log_mel_one(wave: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """The torchaudio transform's maths for one clip, 3-4x faster on this CPU.
+
+    torch's complex ``abs`` is the slowest step of ``MelSpectrogram`` here
+    (about 2 ms per 10 s clip, more than the FFT); numpy's vectorised complex
+    magnitude takes 0.2 ms. Frames, window, FFT and filterbank are exactly
+    torchaudio's (tests compare the two).
+    """
+    window, fb = _kernel(config)
+    if config.center:
+        pad = config.n_fft // 2
+        if wave.shape[0] <= pad:
+            raise ValueError(
+                f"need more than n_fft/2 = {pad} samples for {config.pad_mode!r} padding, "
+                f"got {wave.shape[0]}"
+            )
+        wave = torch.nn.functional.pad(wave[None, None], (pad, pad), mode=config.pad_mode)[0, 0]
+    frames = wave.unfold(0, config.n_fft, config.hop_length) * window  # [frames, n_fft]
+    magnitude = torch.from_numpy(np.abs(torch.fft.rfft(frames, dim=-1).numpy()))  # [frames, bins]
+    if config.power == 2.0:
+        magnitude.square_()
+    # torch's matmul, not numpy's: OpenBLAS worker threads spin after each call and
+    # then starve torch's own threads (measured: 2-4x slower per clip).
+    return (fb @ magnitude.T).clamp_(min=config.log_floor).log_()
+
+
 def log_mel(
     wave_16k: torch.Tensor | np.ndarray, config: MelConfig = DEFAULT_MEL_CONFIG
 ) -> torch.Tensor:
@@ -159,8 +207,18 @@ def log_mel(
     if wave.dtype != torch.float32:
         wave = wave.to(torch.float32)
     with torch.no_grad():
-        mel = mel_transform(config)(wave)
-        return torch.log(torch.clamp(mel, min=config.log_floor))
+        if wave.dim() == 1:
+            return _log_mel_one(wave.contiguous(), config)
+        return torch.stack([_log_mel_one(w.contiguous(), config) for w in wave])
+
+
+def log_mel_reference(
+    wave_16k: torch.Tensor | np.ndarray, config: MelConfig = DEFAULT_MEL_CONFIG
+) -> torch.Tensor:
+    """``log(clamp(MelSpectrogram(wave)))`` straight from torchaudio (the definition)."""
+    wave = torch.as_tensor(wave_16k).to(torch.float32)
+    with torch.no_grad():
+        return torch.log(torch.clamp(mel_transform(config)(wave), min=config.log_floor))
 
 
 def seconds_per_frame(config: MelConfig = DEFAULT_MEL_CONFIG) -> float:
