@@ -109,7 +109,8 @@ def descriptor_phrases(d: Descriptors) -> list[str]:
     phrases.append(
         _band(
             d.onset_rate,
-            ((1.0, "no percussion"), (2.5, "sparse percussion"), (5.0, "steady percussion")),
+            # Bands set on the demo corpus, whose onset rates span about 1.5-11 per second.
+            ((1.5, "no percussion"), (3.5, "sparse percussion"), (7.0, "steady percussion")),
             "busy percussion",
         )
     )

@@ -29,6 +29,7 @@ CHROMA_HOP = 2048
 CHROMA_FMIN = 65.0
 CHROMA_FMAX = 2100.0
 SILENCE_DBFS = -60.0
+TOP_DB_NATURAL_LOG = 80.0 / 20.0 * math.log(10.0)  # 80 dB of magnitude, in log-mel units
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,10 @@ def estimate_key(chroma: np.ndarray) -> tuple[str | None, str | None, float]:
 
 def onset_envelope(log_mel: torch.Tensor) -> np.ndarray:
     """Spectral flux of the log-mel: summed positive frame-to-frame increase, per frame."""
-    diff = torch.diff(log_mel, dim=-1).clamp_min(0).mean(dim=0)
+    # Ignore what lies more than 80 dB under the clip's peak (librosa's top_db), so
+    # noise in near-silent bins does not read as onsets.
+    floored = log_mel.clamp_min(float(log_mel.max()) - TOP_DB_NATURAL_LOG)
+    diff = torch.diff(floored, dim=-1).clamp_min(0).mean(dim=0)
     return diff.numpy().astype(np.float64)
 
 
@@ -125,22 +129,30 @@ def estimate_tempo(
 
 
 def _pick_onsets(envelope: np.ndarray, *, frames_per_second: float) -> tuple[int, float]:
-    """Count peaks above a local adaptive threshold; return (count, share of flux in peaks)."""
+    """Count onsets; return (count, share of flux in onset frames).
+
+    Peak picking as in librosa's ``onset_detect`` defaults: the envelope is
+    scaled to [0, 1]; a frame is an onset when it is the maximum of the last
+    30 ms, exceeds the mean of +-100 ms by 0.07, and is 30 ms after the previous one.
+    """
     n = len(envelope)
-    if n < 3 or float(envelope.max(initial=0.0)) <= 1e-9:
+    lo, hi = float(envelope.min(initial=0.0)), float(envelope.max(initial=0.0))
+    if n < 3 or hi - lo <= 1e-9:
         return 0, 0.0
-    width = max(1, int(frames_per_second * 0.1))  # 100 ms neighbourhood
-    kernel = np.ones(2 * width + 1) / (2 * width + 1)
-    local_mean = np.convolve(envelope, kernel, mode="same")
-    threshold = local_mean + 0.5 * float(envelope.std()) + 1e-3
-    left = np.concatenate(([-np.inf], envelope[:-1]))
-    right = np.concatenate((envelope[1:], [-np.inf]))
-    peaks = np.nonzero((envelope > threshold) & (envelope >= left) & (envelope > right))[0]
-    # Enforce a 50 ms refractory period.
+    env = (envelope - lo) / (hi - lo)
+    pre_max = max(1, int(round(0.03 * frames_per_second)))
+    avg = max(1, int(round(0.10 * frames_per_second)))
+    wait = max(1, int(round(0.03 * frames_per_second)))
+    padded = np.concatenate((np.full(pre_max, -np.inf), env))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, pre_max + 1)
+    is_max = env >= windows.max(axis=1)
+    kernel = np.ones(2 * avg + 1)
+    counts = np.convolve(np.ones(n), kernel, mode="same")
+    local_mean = np.convolve(env, kernel, mode="same") / counts
+    candidates = np.nonzero(is_max & (env >= local_mean + 0.07))[0]
     kept: list[int] = []
-    gap = max(1, int(frames_per_second * 0.05))
-    for p in peaks:
-        if not kept or p - kept[-1] >= gap:
+    for p in candidates:
+        if not kept or p - kept[-1] > wait:
             kept.append(int(p))
     peak_flux = float(envelope[kept].sum()) if kept else 0.0
     return len(kept), peak_flux / float(envelope.sum())
