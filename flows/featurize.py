@@ -122,17 +122,21 @@ def plan_featurization(
 @task
 def featurize_one(
     job: RecordingJob, names: list[str], mel_config: dict[str, Any], hop_s: float
-) -> RecordingFeatures:
+) -> RecordingFeatures | str:
+    """The recording's rows, or a one-line error (the flow skips it; a rerun retries it)."""
     import torch
 
     # One intra-op thread per task: the runner supplies the parallelism (2 cores).
     torch.set_num_threads(1)
-    return featurize_recording(
-        job,
-        banned_names=names,
-        mel_config=MelConfig.from_dict(mel_config),
-        segment_config=SegmentConfig(hop_s=hop_s),
-    )
+    try:
+        return featurize_recording(
+            job,
+            banned_names=names,
+            mel_config=MelConfig.from_dict(mel_config),
+            segment_config=SegmentConfig(hop_s=hop_s),
+        )
+    except Exception as exc:  # one unreadable file must not sink the whole corpus
+        return f"recording {job.recording_id} ({job.uri}): {type(exc).__name__}: {exc}"
 
 
 @task
@@ -194,6 +198,7 @@ def featurize_flow(
     segments_total = 0
     audio_seconds = 0.0
     per_recording: dict[int, dict[str, Any]] = {}
+    failures: list[str] = []
     with ShardWriter(
         root,
         n_mels=config.n_mels,
@@ -201,12 +206,19 @@ def featurize_flow(
         target_bytes=int(shard_mb * 2**20),
         first_index=_next_shard_index(root, manifest),
     ) as writer:
-        pending: list[PrefectFuture[RecordingFeatures]] = []
+        pending: list[PrefectFuture[RecordingFeatures | str]] = []
         done = 0
 
-        def collect(future: PrefectFuture[RecordingFeatures]) -> None:
+        def collect(future: PrefectFuture[RecordingFeatures | str]) -> None:
             nonlocal segments_total, audio_seconds, done
             result = future.result()
+            done += 1
+            if isinstance(result, str):
+                failures.append(result)
+                logger.error("skipped: %s", result)
+                for cb in list(_progress_callbacks):
+                    cb(done, len(jobs), audio_seconds)
+                return
             writer.add_recording(result.batch)
             segments_total += result.segments
             audio_seconds += result.audio_seconds
@@ -217,7 +229,6 @@ def featurize_flow(
                 "segments": result.segments,
                 "audio_seconds": round(result.audio_seconds, 3),
             }
-            done += 1
             for cb in list(_progress_callbacks):
                 cb(done, len(jobs), audio_seconds)
 
@@ -234,12 +245,12 @@ def featurize_flow(
     shard_of = {rid: s.name for s in shards for rid in s.recording_ids}
     for rid, info in per_recording.items():
         info["shard"] = shard_of.get(rid)
-    if jobs or not manifest_path(root).exists():
+    if per_recording or not manifest_path(root).exists():
         manifest = add_shards_to_manifest(manifest, shards, per_recording)
         manifest_sha = write_manifest(root, manifest)
     else:
         manifest_sha = hashlib.sha256(manifest_path(root).read_bytes()).hexdigest()
-    if jobs:
+    if per_recording:
         record_feature_set(
             db_url,
             fs_id,
@@ -259,8 +270,9 @@ def featurize_flow(
         "feature_set_id": fs_id,
         "mel_config_hash": config.hash(),
         "root": str(root),
-        "recordings": len(jobs),
-        "recordings_covered": len(covered) + len(jobs),
+        "recordings": len(per_recording),
+        "recordings_covered": len(covered) + len(per_recording),
+        "failed": failures,
         "segments": segments_total,
         "audio_seconds": round(audio_seconds, 2),
         "shards": [s.name for s in shards],
@@ -271,18 +283,22 @@ def featurize_flow(
         key="featurize-summary",
         table=[
             {
-                "recordings": len(jobs),
+                "recordings": len(per_recording),
+                "failed": len(failures),
                 "segments": segments_total,
                 "audio seconds": round(audio_seconds, 1),
                 "shards": len(shards),
                 "time (s)": round(took, 1),
             }
         ],
-        description=f"feature set {config.hash()}: {len(covered) + len(jobs)} recordings covered",
+        description=f"feature set {config.hash()}: "
+        f"{len(covered) + len(per_recording)} recordings covered",
     )
     logger.info(
-        "featurized %d recording(s), %d segment(s), %.0f s of audio into %d shard(s) in %.1f s",
-        len(jobs),
+        "featurized %d recording(s) (%d failed), %d segment(s), %.0f s of audio into %d shard(s) "
+        "in %.1f s",
+        len(per_recording),
+        len(failures),
         segments_total,
         audio_seconds,
         len(shards),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.common import EXIT_BAD_INPUT, console, fail, migrated_engine, print_json
+from flows.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, console, fail, migrated_engine, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
             remove()
         if json_output:
             print_json(summary)
+            if summary["failed"]:
+                raise typer.Exit(EXIT_FAILED)
             return
         console.print(
             f"feature set [bold]{summary['mel_config_hash']}[/bold]: "
@@ -74,3 +76,7 @@ def register(app: typer.Typer) -> None:
             f"in {summary['seconds']:.1f} s; {summary['recordings_covered']} recording(s) covered"
         )
         console.print(f"shards and manifest in {summary['root']}", highlight=False)
+        for failure in summary["failed"]:
+            console.print(f"[yellow]skipped[/yellow] {failure}", highlight=False)
+        if summary["failed"]:
+            fail(f"{len(summary['failed'])} recording(s) could not be featurized (see above)")

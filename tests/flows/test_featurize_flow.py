@@ -137,6 +137,21 @@ def test_featurize_is_incremental_and_versioned(
     third = featurize_flow(db_url=db_url)
     assert third["recordings"] == 0 and third["shards"] == []
 
+    # An undecodable object is skipped and reported, not covered, and retried next time.
+    session.expire_all()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really audio")
+    sha, uri = store(broken)
+    bad = Recording(sha256=sha, size_bytes=broken.stat().st_size, title="broken", object_uri=uri)
+    session.add(bad)
+    session.commit()
+    skipped = featurize_flow(db_url=db_url)
+    assert skipped["recordings"] == 0 and len(skipped["failed"]) == 1
+    assert f"recording {bad.id}" in skipped["failed"][0]
+    assert len(featurize_flow(db_url=db_url)["failed"]) == 1
+    session.delete(bad)
+    session.commit()
+
     # Another mel config is another feature set, in its own folder, never mixed.
     other = MelConfig(n_mels=32)
     fourth = featurize_flow(db_url=db_url, mel_config=other.to_dict())
