@@ -1,0 +1,1 @@
+"""Audio maths and training data: mels, segments, captions, shards, models, training loops."""
