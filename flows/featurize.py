@@ -10,6 +10,7 @@ runners produce the same shard bytes.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +34,7 @@ from provenance.features import (
     recordings_to_featurize,
 )
 from provenance.settings import fairchord_home
+from training.captions import ClapTagger
 from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
 from training.mel import MelConfig
 from training.segments import SegmentConfig, window_frames
@@ -119,9 +121,29 @@ def plan_featurization(
         engine.dispose()
 
 
+_taggers: dict[str, ClapTagger] = {}
+_taggers_lock = threading.Lock()
+
+
+def load_clap_tagger(clap_path: str) -> ClapTagger:
+    """A zero-shot tagger over the shipped vocabulary, one per checkpoint and process."""
+    with _taggers_lock:
+        tagger = _taggers.get(clap_path)
+        if tagger is None:
+            from training.clap_embedder import ClapEmbedder
+
+            tagger = ClapTagger(ClapEmbedder.load(clap_path))
+            _taggers[clap_path] = tagger
+        return tagger
+
+
 @task
 def featurize_one(
-    job: RecordingJob, names: list[str], mel_config: dict[str, Any], hop_s: float
+    job: RecordingJob,
+    names: list[str],
+    mel_config: dict[str, Any],
+    hop_s: float,
+    clap_path: str | None = None,
 ) -> RecordingFeatures | str:
     """The recording's rows, or a one-line error (the flow skips it; a rerun retries it)."""
     import torch
@@ -134,6 +156,7 @@ def featurize_one(
             banned_names=names,
             mel_config=MelConfig.from_dict(mel_config),
             segment_config=SegmentConfig(hop_s=hop_s),
+            tagger=load_clap_tagger(clap_path) if clap_path else None,
         )
     except Exception as exc:  # one unreadable file must not sink the whole corpus
         return f"recording {job.recording_id} ({job.uri}): {type(exc).__name__}: {exc}"
@@ -176,8 +199,13 @@ def featurize_flow(
     hop_s: float = 10.24,
     mel_config: dict[str, Any] | None = None,
     in_flight: int = 8,
+    clap_path: str | None = None,
 ) -> dict[str, Any]:
-    """Featurize every accepted, non-duplicate recording the current feature set lacks."""
+    """Featurize every accepted, non-duplicate recording the current feature set lacks.
+
+    With ``clap_path`` (a CLAP checkpoint), captions also get zero-shot genre /
+    instrument / mood tags from training/data/clap_vocabulary.txt.
+    """
     logger = get_run_logger()
     started = time.perf_counter()
     config = MelConfig.from_dict(mel_config) if mel_config else MelConfig()
@@ -235,7 +263,7 @@ def featurize_flow(
         # Keep a bounded window of futures in flight; collect strictly in submission
         # (recording-id) order so shard contents do not depend on the runner.
         for job in jobs:
-            pending.append(featurize_one.submit(job, names, config.to_dict(), hop_s))
+            pending.append(featurize_one.submit(job, names, config.to_dict(), hop_s, clap_path))
             if len(pending) >= in_flight:
                 collect(pending.pop(0))
         while pending:
@@ -353,6 +381,7 @@ def run_featurize(
     hop_s: float = 10.24,
     use_dask: bool = False,
     mel_config: MelConfig | None = None,
+    clap_path: str | None = None,
 ) -> dict[str, Any]:
     """Run the flow on the thread runner (2 workers) or a two-worker Dask cluster."""
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -364,5 +393,6 @@ def run_featurize(
         shard_mb=shard_mb,
         hop_s=hop_s,
         mel_config=mel_config.to_dict() if mel_config else None,
+        clap_path=clap_path,
     )
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from flows.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, console, fail, migrated_engine, print_json
@@ -22,6 +24,12 @@ def register(app: typer.Typer) -> None:
             "--hop",
             help="Seconds between segment starts (windows are 10.24 s); fixed per feature set.",
         ),
+        clap_tags: str = typer.Option(
+            None,
+            "--clap-tags",
+            help="A CLAP checkpoint: add zero-shot genre/instrument/mood tags to captions "
+            "(about 0.13 s per segment on 2 cores).",
+        ),
     ) -> None:
         """Featurize accepted, non-duplicate recordings not yet in the current feature set:
         decode, segment into 10.24 s windows, log-mel (AudioLDM config), caption (no party
@@ -30,6 +38,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--shard-mb must be positive, got {shard_mb}", EXIT_BAD_INPUT)
         if not 0 < hop <= 10.24:
             fail(f"--hop must be in (0, 10.24] seconds, got {hop}", EXIT_BAD_INPUT)
+        if clap_tags is not None and not Path(clap_tags).is_file():
+            fail(f"--clap-tags {clap_tags}: no such checkpoint file", EXIT_BAD_INPUT)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
         from rich.progress import (
@@ -59,7 +69,9 @@ def register(app: typer.Typer) -> None:
         remove = add_progress_callback(on_progress)
         try:
             with progress:
-                summary = run_featurize(shard_mb=shard_mb, hop_s=hop, use_dask=dask)
+                summary = run_featurize(
+                    shard_mb=shard_mb, hop_s=hop, use_dask=dask, clap_path=clap_tags
+                )
         except ValueError as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         finally:

@@ -202,3 +202,33 @@ def test_thread_and_dask_runners_write_the_same_shards(
         manifest = read_manifest(Path(summary["root"]))
         digests.append([(s["name"], s["sha256"], s["rows"]) for s in manifest["shards"]])
     assert digests[0] == digests[1]
+
+
+class FakeClap:
+    """Stands in for training.clap_embedder.ClapEmbedder: every clip sounds like a harp."""
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 512), np.float32)
+        for i, text in enumerate(texts):
+            out[i, i] = 1.0 if "harp" in text else 0.0
+        return out
+
+    def embed_audio_clip(self, wave_16k: np.ndarray) -> np.ndarray:
+        return np.ones(512, np.float32)
+
+
+def test_clap_tags_in_captions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.featurize as featurize_module
+    from training.captions import ClapTagger
+
+    monkeypatch.setattr(featurize_module, "load_clap_tagger", lambda path: ClapTagger(FakeClap()))
+    url = f"sqlite:///{tmp_path / 'clap.sqlite'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    with session_factory(engine).begin() as session:
+        add_recording(session, tmp_path, name="plain", seconds=11.0, freq=300.0)
+    engine.dispose()
+    summary = featurize_flow(db_url=url, clap_path="fake.pt")
+    table = rows_for_recordings(Path(summary["root"]), [1])
+    assert table.column("caption_method").to_pylist() == ["descriptors+clap"]
+    assert table.column("caption")[0].as_py().startswith("harp, ")
