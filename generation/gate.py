@@ -1,0 +1,270 @@
+"""The similarity gate: block audio that replays a training track or imitates a training artist.
+
+Scores (cosine similarities between L2-normalised embedder windows and snapshot segments):
+
+- track score: the maximum similarity of any clip window to any training segment;
+- artist score: per artist, the mean of the top-``artist_top_k`` similarities between the
+  clip's windows and that artist's segments (taken from the exact top-``search_k`` hits).
+
+The gate fails closed: anything that prevents a trustworthy decision raises
+``GateUnavailable`` and never yields ``allow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from generation.index import GateIndex, GateUnavailable
+from provenance.audit_log import append_event
+from provenance.models import GateDecision
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AudioEmbedder",
+    "GateResult",
+    "GateUnavailable",
+    "MelDetector",
+    "SimilarityGate",
+    "record_gate_decision",
+]
+
+
+class AudioEmbedder(Protocol):
+    """What the gate needs from an embedder (training.clap_embedder.ClapEmbedder fits)."""
+
+    sha256: str
+
+    def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray: ...
+
+
+class MelDetector(Protocol):
+    """An optional second detector: returns a name, a score and whether it fires."""
+
+    name: str
+
+    def score(self, wave_16k: np.ndarray) -> tuple[float, float]:
+        """(score, threshold); the detector fires when score >= threshold."""
+        ...
+
+
+@dataclass
+class GateResult:
+    verdict: str  # allow | block
+    reasons: list[str]
+    track_similarity: float
+    nearest: dict[str, Any]  # recording_id, segment_index, similarity
+    artist_scores: list[dict[str, Any]]  # party_id, score, threshold (top first)
+    detector_scores: dict[str, float]
+    thresholds: dict[str, Any]
+    index_sha256: str
+    embedder_sha256: str
+    index_row_id: int | None = None
+    audio_sha256: str | None = None
+    windows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SimilarityGate:
+    """Gate one clip against one training run's snapshot index."""
+
+    def __init__(
+        self,
+        index: GateIndex | None,
+        embedder: AudioEmbedder | None,
+        thresholds: dict[str, Any] | None = None,
+        *,
+        mel_detector: MelDetector | None = None,
+        search_k: int = 256,
+        artist_top_k: int = 3,
+        top_artists: int = 5,
+    ) -> None:
+        if index is None:
+            raise GateUnavailable("no gate index loaded; refusing to gate without one")
+        if embedder is None:
+            raise GateUnavailable("no embedder loaded; refusing to gate without one")
+        embedder_sha = getattr(embedder, "sha256", None)
+        if embedder_sha != index.embedder_sha256:
+            raise GateUnavailable(
+                f"embedder sha256 {embedder_sha} does not match the index's embedder "
+                f"{index.embedder_sha256} (run {index.training_run_id})"
+            )
+        chosen = dict(thresholds if thresholds is not None else index.thresholds)
+        for key in ("track", "artist"):
+            value = chosen.get(key)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise GateUnavailable(
+                    f"threshold {key!r} is {value!r}; calibrate the index first "
+                    "(`fairchord gate calibrate`)"
+                )
+        if search_k < 1 or artist_top_k < 1 or top_artists < 1:
+            raise ValueError(
+                f"search_k={search_k}, artist_top_k={artist_top_k}, top_artists={top_artists}: "
+                "each must be >= 1"
+            )
+        self.index = index
+        self.embedder = embedder
+        self.thresholds = chosen
+        self.mel_detector = mel_detector
+        self.search_k = search_k
+        self.artist_top_k = artist_top_k
+        self.top_artists = top_artists
+
+    def embed(self, wave_16k: np.ndarray) -> np.ndarray:
+        """Embedder windows [w, D], L2-normalised; any embedder fault is GateUnavailable."""
+        try:
+            windows = np.asarray(self.embedder.embed_audio(wave_16k), dtype=np.float32)
+        except GateUnavailable:
+            raise
+        except Exception as exc:
+            raise GateUnavailable(f"embedder failed: {type(exc).__name__}: {exc}") from exc
+        if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] != self.index.index.d:
+            raise GateUnavailable(
+                f"embedder returned shape {windows.shape}, "
+                f"expected [n_windows>=1, {self.index.index.d}]"
+            )
+        if not np.all(np.isfinite(windows)):
+            raise GateUnavailable("embedder returned NaN or infinite values")
+        norms = np.linalg.norm(windows, axis=1, keepdims=True)
+        if np.any(norms == 0):
+            raise GateUnavailable("embedder returned a zero vector")
+        return np.ascontiguousarray(windows / norms)
+
+    def score_windows(self, windows: np.ndarray) -> dict[str, Any]:
+        """Exact track score, nearest segment and per-artist scores for given windows."""
+        k = min(self.search_k, self.index.ntotal)
+        sims, rows = self.index.index.search(windows, k)
+        if not np.all(np.isfinite(sims)) or np.any(rows < 0):
+            raise GateUnavailable("index search returned NaN scores or missing rows")
+        best_w = int(np.argmax(sims[:, 0]))
+        best_row = int(rows[best_w, 0])
+        track = float(sims[best_w, 0])
+        per_artist: dict[int, list[float]] = {}
+        for w in range(sims.shape[0]):
+            seen: dict[int, list[float]] = {}
+            for sim, row in zip(sims[w], rows[w], strict=True):
+                for party in self.index.artist_ids[int(row)]:
+                    seen.setdefault(party, []).append(float(sim))
+            for party, values in seen.items():
+                top = sorted(values, reverse=True)[: self.artist_top_k]
+                per_artist.setdefault(party, []).append(float(np.mean(top)))
+        artist_scores = sorted(
+            ((party, max(values)) for party, values in per_artist.items()),
+            key=lambda item: -item[1],
+        )
+        return {
+            "track": track,
+            "nearest": {
+                "recording_id": int(self.index.recording_ids[best_row]),
+                "segment_index": int(self.index.segment_index[best_row]),
+                "similarity": track,
+            },
+            "artists": artist_scores,
+        }
+
+    def check(self, wave_16k: np.ndarray) -> GateResult:
+        """Decide allow/block for one 16 kHz mono clip; raises GateUnavailable if it cannot."""
+        wave = np.asarray(wave_16k, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0:
+            raise GateUnavailable(f"expected a non-empty mono 16 kHz wave, got shape {wave.shape}")
+        if not np.all(np.isfinite(wave)):
+            raise GateUnavailable("audio contains NaN or infinite samples")
+        windows = self.embed(wave)
+        scored = self.score_windows(windows)
+        track_t = float(self.thresholds["track"])
+        artist_t = float(self.thresholds["artist"])
+        reasons: list[str] = []
+        detector_scores: dict[str, float] = {"clap_track": scored["track"]}
+        if scored["track"] >= track_t:
+            reasons.append(
+                f"track_similarity {scored['track']:.4f} >= {track_t:.4f} to training recording "
+                f"{scored['nearest']['recording_id']}"
+            )
+        artist_scores = [
+            {"party_id": party, "score": score, "threshold": artist_t}
+            for party, score in scored["artists"][: self.top_artists]
+        ]
+        if artist_scores:
+            detector_scores["clap_artist"] = artist_scores[0]["score"]
+        for entry in artist_scores:
+            if entry["score"] >= artist_t:
+                reasons.append(
+                    f"artist_similarity {entry['score']:.4f} >= {artist_t:.4f} "
+                    f"to party {entry['party_id']}"
+                )
+        if self.mel_detector is not None:
+            try:
+                mel_score, mel_t = self.mel_detector.score(wave)
+            except Exception as exc:
+                raise GateUnavailable(f"detector {self.mel_detector.name} failed: {exc}") from exc
+            if not (np.isfinite(mel_score) and np.isfinite(mel_t)):
+                raise GateUnavailable(
+                    f"detector {self.mel_detector.name} returned a non-finite score"
+                )
+            detector_scores[self.mel_detector.name] = float(mel_score)
+            if mel_score >= mel_t:
+                reasons.append(f"{self.mel_detector.name} {mel_score:.4f} >= {mel_t:.4f}")
+        if not all(np.isfinite(v) for v in detector_scores.values()):
+            raise GateUnavailable(f"non-finite gate scores: {detector_scores}")
+        return GateResult(
+            verdict="block" if reasons else "allow",
+            reasons=reasons,
+            track_similarity=scored["track"],
+            nearest=scored["nearest"],
+            artist_scores=artist_scores,
+            detector_scores=detector_scores,
+            thresholds=dict(self.thresholds),
+            index_sha256=self.index.sha256,
+            embedder_sha256=self.index.embedder_sha256,
+            index_row_id=self.index.row_id,
+            audio_sha256=hashlib.sha256(wave.tobytes()).hexdigest(),
+            windows=int(windows.shape[0]),
+        )
+
+
+def record_gate_decision(
+    session: Session, generation_id: int | None, result: GateResult
+) -> GateDecision:
+    """Append one similarity-gate decision (allow or block) with its evidence + audit event."""
+    row = GateDecision(
+        generation_id=generation_id,
+        stage="similarity_gate",
+        verdict=result.verdict,
+        reasons=list(result.reasons),
+        scores={
+            "track_similarity": result.track_similarity,
+            "detectors": dict(result.detector_scores),
+            "artists": list(result.artist_scores),
+            "index_sha256": result.index_sha256,
+            "embedder_sha256": result.embedder_sha256,
+        },
+        nearest=[result.nearest],
+        thresholds=dict(result.thresholds),
+        index_id=result.index_row_id,
+        audio_sha256=result.audio_sha256,
+    )
+    session.add(row)
+    session.flush()
+    append_event(
+        session,
+        "gate.decided",
+        entity="gate_decision",
+        entity_id=row.id,
+        payload={
+            "generation_id": generation_id,
+            "stage": "similarity_gate",
+            "verdict": result.verdict,
+            "track_similarity": result.track_similarity,
+            "index_sha256": result.index_sha256,
+        },
+    )
+    return row

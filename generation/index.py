@@ -1,0 +1,327 @@
+"""The similarity gate's index over one training run's snapshot segment embeddings.
+
+Layout under ``fairchord_home()/runs/<run_id>/gate-index/<sha256[:12]>/``:
+
+- ``vectors.faiss``  exact ``IndexFlatIP`` over L2-normalised segment embeddings;
+- ``ids.json``       row → (recording id, segment index, artist party ids), plus the
+                     training run id and embedder sha256 the vectors belong to;
+- ``meta.json``      embedder sha256, run id, snapshot digest, file digests, thresholds.
+
+``EmbeddingIndex.sha256`` covers the vectors and the id map only (sha256 over
+``"vectors.faiss:<sha>\\nids.json:<sha>\\n"``), never the thresholds: calibration
+rewrites thresholds in ``meta.json`` and in ``EmbeddingIndex.thresholds`` without
+changing the index identity. Loading re-hashes both files and refuses any mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provenance.audit_log import append_event
+from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
+from provenance.settings import fairchord_home
+
+log = logging.getLogger(__name__)
+
+VECTORS_FILE = "vectors.faiss"
+IDS_FILE = "ids.json"
+META_FILE = "meta.json"
+
+
+class GateUnavailable(RuntimeError):
+    """The gate cannot decide (no/corrupt/mismatched index, embedder error, bad scores).
+
+    Callers must treat this as "do not release the audio": the gate fails closed.
+    """
+
+
+@dataclass
+class GateIndex:
+    """A loaded, verified gate index."""
+
+    index: Any  # faiss.Index
+    recording_ids: np.ndarray  # [n] int64
+    segment_index: np.ndarray  # [n] int64
+    artist_ids: list[list[int]]  # per row, the recording's artist party ids
+    embedder_sha256: str
+    training_run_id: int
+    snapshot_digest: str | None
+    sha256: str
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    row_id: int | None = None
+    path: Path | None = None
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors [n, D] (exact; reconstructed from the flat index)."""
+        return np.asarray(self.index.reconstruct_n(0, self.ntotal), dtype=np.float32)
+
+
+def gate_index_root(training_run_id: int) -> Path:
+    return fairchord_home() / "runs" / str(training_run_id) / "gate-index"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def combined_sha256(vectors_sha: str, ids_sha: str) -> str:
+    """The index identity: a digest over the two content files' digests."""
+    text = f"{VECTORS_FILE}:{vectors_sha}\n{IDS_FILE}:{ids_sha}\n"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise ValueError(
+            "embeddings contain zero, NaN or infinite vectors; expected finite, non-zero"
+        )
+    return np.ascontiguousarray(array / norms)
+
+
+def build_index_for_run(
+    session: Session,
+    training_run_id: int,
+    *,
+    embeddings: np.ndarray,
+    recording_ids: Sequence[int] | np.ndarray,
+    segment_index: Sequence[int] | np.ndarray,
+    artist_ids: Sequence[Sequence[int]],
+    embedder_sha256: str,
+    snapshot_digest: str | None,
+    thresholds: dict[str, Any] | None = None,
+) -> EmbeddingIndex:
+    """Build and save the exact gate index for a run from the caller's segment embeddings.
+
+    Rows are one per (recording, segment); ``artist_ids[i]`` are the artist party ids of
+    row i's recording. Writes the files, an ``EmbeddingIndex`` row and an audit event.
+    Rebuilding identical content for the same run returns the existing row.
+    """
+    import faiss
+
+    run = session.get(TrainingRun, training_run_id)
+    if run is None:
+        raise ValueError(f"training run {training_run_id} does not exist")
+    emb = np.asarray(embeddings)
+    n = emb.shape[0] if emb.ndim == 2 else -1
+    if emb.ndim != 2 or n == 0:
+        raise ValueError(f"embeddings must be a non-empty [n, D] array, got shape {emb.shape}")
+    if not (len(recording_ids) == len(segment_index) == len(artist_ids) == n):
+        raise ValueError(
+            f"recording_ids ({len(recording_ids)}), segment_index ({len(segment_index)}) and "
+            f"artist_ids ({len(artist_ids)}) must each have one entry per embedding ({n})"
+        )
+    if run.members_digest is not None and snapshot_digest != run.members_digest:
+        raise ValueError(
+            f"snapshot digest {snapshot_digest!r} does not match run {training_run_id}'s "
+            f"members_digest {run.members_digest!r}"
+        )
+    vectors = l2_normalise(emb)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+
+    ids_doc = {
+        "training_run_id": training_run_id,
+        "embedder_sha256": embedder_sha256,
+        "dim": int(vectors.shape[1]),
+        "recording_id": [int(r) for r in recording_ids],
+        "segment_index": [int(s) for s in segment_index],
+        "artist_ids": [sorted(int(a) for a in ids) for ids in artist_ids],
+    }
+    ids_bytes = json.dumps(ids_doc, sort_keys=True, separators=(",", ":")).encode()
+    vec_bytes = faiss.serialize_index(index).tobytes()
+    vec_sha = hashlib.sha256(vec_bytes).hexdigest()
+    ids_sha = hashlib.sha256(ids_bytes).hexdigest()
+    sha = combined_sha256(vec_sha, ids_sha)
+
+    existing = session.execute(
+        select(EmbeddingIndex).where(EmbeddingIndex.sha256 == sha)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+
+    directory = gate_index_root(training_run_id) / sha[:12]
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory / VECTORS_FILE, vec_bytes)
+    _write_atomic(directory / IDS_FILE, ids_bytes)
+    meta = {
+        "training_run_id": training_run_id,
+        "embedder_sha256": embedder_sha256,
+        "snapshot_digest": snapshot_digest,
+        "index_type": "IndexFlatIP",
+        "vectors": n,
+        "files": {VECTORS_FILE: vec_sha, IDS_FILE: ids_sha},
+        "sha256": sha,
+        "thresholds": thresholds or {},
+    }
+    _write_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+
+    row = EmbeddingIndex(
+        training_run_id=training_run_id,
+        embedder_sha256=embedder_sha256,
+        sha256=sha,
+        uri=str(directory),
+        vectors=n,
+        thresholds=thresholds or None,
+    )
+    session.add(row)
+    session.flush()
+    append_event(
+        session,
+        "gate_index.built",
+        entity="embedding_index",
+        entity_id=row.id,
+        payload={
+            "training_run_id": training_run_id,
+            "sha256": sha,
+            "embedder_sha256": embedder_sha256,
+            "snapshot_digest": snapshot_digest,
+            "vectors": n,
+        },
+    )
+    log.info("gate index %s for run %d: %d vectors", sha[:12], training_run_id, n)
+    return row
+
+
+def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str, Any]) -> None:
+    """Record calibrated thresholds on the row and in meta.json (index sha256 unchanged)."""
+    row.thresholds = dict(thresholds)
+    meta_path = Path(row.uri) / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["thresholds"] = dict(thresholds)
+    _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    session.flush()
+    append_event(
+        session,
+        "gate_index.calibrated",
+        entity="embedding_index",
+        entity_id=row.id,
+        payload={"sha256": row.sha256, "thresholds": dict(thresholds)},
+    )
+
+
+def _resolve_run(
+    session: Session, checkpoint_or_run: Checkpoint | TrainingRun | int
+) -> TrainingRun:
+    if isinstance(checkpoint_or_run, TrainingRun):
+        return checkpoint_or_run
+    if isinstance(checkpoint_or_run, Checkpoint):
+        run = session.get(TrainingRun, checkpoint_or_run.training_run_id)
+    else:
+        ckpt = session.get(Checkpoint, int(checkpoint_or_run))
+        if ckpt is None:
+            raise GateUnavailable(f"checkpoint {checkpoint_or_run} does not exist")
+        run = session.get(TrainingRun, ckpt.training_run_id)
+    if run is None:
+        raise GateUnavailable(f"training run for {checkpoint_or_run!r} does not exist")
+    return run
+
+
+def load_index(
+    session: Session,
+    checkpoint_or_run: Checkpoint | TrainingRun | int,
+    *,
+    embedder_sha256: str | None = None,
+) -> GateIndex:
+    """Load and verify the newest gate index of a checkpoint's (or run's) snapshot.
+
+    An int is a checkpoint id. Raises ``GateUnavailable`` when there is no index, a file is
+    missing or corrupt (sha256 differs from the DB row), the index belongs to another run,
+    its embedder differs from ``embedder_sha256`` (when given), or the snapshot digest
+    differs from the run's ``members_digest``.
+    """
+    import faiss
+
+    run = _resolve_run(session, checkpoint_or_run)
+    row = session.execute(
+        select(EmbeddingIndex)
+        .where(EmbeddingIndex.training_run_id == run.id)
+        .order_by(EmbeddingIndex.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        raise GateUnavailable(
+            f"training run {run.id} has no gate index: run `fairchord gate calibrate`"
+        )
+    directory = Path(row.uri)
+    try:
+        vec_sha = _sha256_file(directory / VECTORS_FILE)
+        ids_sha = _sha256_file(directory / IDS_FILE)
+        meta = json.loads((directory / META_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise GateUnavailable(
+            f"gate index {row.sha256[:12]} at {directory} is unreadable: {exc}"
+        ) from exc
+    actual = combined_sha256(vec_sha, ids_sha)
+    if actual != row.sha256:
+        raise GateUnavailable(
+            f"gate index at {directory} is corrupt: files hash to {actual}, database row "
+            f"{row.id} says {row.sha256}"
+        )
+    try:
+        ids_doc = json.loads((directory / IDS_FILE).read_text())
+        index = faiss.deserialize_index(np.fromfile(directory / VECTORS_FILE, dtype=np.uint8))
+    except Exception as exc:  # faiss raises RuntimeError subclasses on bad bytes
+        raise GateUnavailable(f"gate index at {directory} cannot be read: {exc}") from exc
+    if ids_doc.get("training_run_id") != run.id:
+        raise GateUnavailable(
+            f"gate index {row.sha256[:12]} was built for run {ids_doc.get('training_run_id')}, "
+            f"not run {run.id}"
+        )
+    if ids_doc.get("embedder_sha256") != row.embedder_sha256:
+        raise GateUnavailable(
+            f"gate index {row.sha256[:12]} embedder differs from its database row"
+        )
+    if embedder_sha256 is not None and embedder_sha256 != row.embedder_sha256:
+        raise GateUnavailable(
+            f"embedder {embedder_sha256[:12]} does not match the index's embedder "
+            f"{row.embedder_sha256[:12]} for run {run.id}"
+        )
+    snapshot_digest = meta.get("snapshot_digest")
+    if run.members_digest is not None and snapshot_digest != run.members_digest:
+        raise GateUnavailable(
+            f"gate index {row.sha256[:12]} snapshot digest {snapshot_digest} does not match "
+            f"run {run.id}'s members_digest {run.members_digest}"
+        )
+    n = int(index.ntotal)
+    if n != len(ids_doc["recording_id"]) or n != row.vectors:
+        raise GateUnavailable(f"gate index {row.sha256[:12]} has {n} vectors, id map/row disagree")
+    return GateIndex(
+        index=index,
+        recording_ids=np.asarray(ids_doc["recording_id"], dtype=np.int64),
+        segment_index=np.asarray(ids_doc["segment_index"], dtype=np.int64),
+        artist_ids=[list(a) for a in ids_doc["artist_ids"]],
+        embedder_sha256=row.embedder_sha256,
+        training_run_id=run.id,
+        snapshot_digest=snapshot_digest,
+        sha256=row.sha256,
+        thresholds=dict(row.thresholds or {}),
+        row_id=row.id,
+        path=directory,
+    )
