@@ -1,0 +1,235 @@
+"""Calibrate the similarity gate's thresholds on the run's own snapshot.
+
+For every snapshot recording r (leave-one-recording-out over the exact index vectors):
+
+- track negatives: r's windows against segments of *other artists only* — the best a
+  non-copy by someone outside the snapshot can be expected to score;
+- track positives: transformed copies of r (``transforms``) against the full index;
+- artist positives: r's windows against r's artists' *other* recordings (an unseen track
+  by a training artist), scored as the gate scores artists (mean of top-k similarities);
+- artist negatives: r's windows against every other artist's segments, r's artists removed.
+
+Each threshold is set so at most ``false_block_rate / 2`` of its negatives reach it, so
+the two detectors together stay within the stated false-block rate on negatives. The
+thresholds are stored in ``EmbeddingIndex.thresholds`` and the index's meta.json; the
+index sha256 covers the vectors and id map only, so calibration does not change it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from generation.gate import AudioEmbedder
+from generation.index import GateIndex, GateUnavailable, load_index, store_thresholds
+from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class CalibrationReport:
+    thresholds: dict[str, Any]
+    false_block_rate: float
+    recordings: int
+    track_negatives: int
+    track_positives: int
+    artist_negatives: int
+    artist_positives: int
+    track_recall: float  # share of transformed copies at/above the track threshold
+    artist_recall: float  # share of unseen same-artist tracks at/above the artist threshold
+    combined_false_block_rate: float  # negatives blocked by either score
+    per_transform_recall: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def threshold_at_rate(negatives: np.ndarray, rate: float) -> float:
+    """Smallest threshold that at most ``rate`` of the negatives reach (score >= threshold)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"false-block rate {rate} must be in [0, 1)")
+    values = np.sort(np.asarray(negatives, dtype=np.float64))[::-1]
+    if values.size == 0:
+        raise ValueError("no negatives to calibrate on: need recordings by at least two artists")
+    allowed = int(np.floor(rate * values.size))  # negatives allowed at/above the threshold
+    return float(np.nextafter(values[allowed], np.inf))
+
+
+def _artist_score(sims: np.ndarray, top_k: int) -> float:
+    """Per-window mean of top-k similarities, max over windows (the gate's artist score)."""
+    k = min(top_k, sims.shape[1])
+    top = -np.sort(-sims, axis=1)[:, :k]
+    return float(top.mean(axis=1).max())
+
+
+def _embed(embedder: AudioEmbedder, wave: np.ndarray) -> np.ndarray:
+    windows = np.asarray(embedder.embed_audio(wave), dtype=np.float32)
+    if windows.ndim != 2 or not np.all(np.isfinite(windows)):
+        raise GateUnavailable(f"embedder returned unusable windows (shape {windows.shape})")
+    return windows / np.linalg.norm(windows, axis=1, keepdims=True)
+
+
+def calibrate_thresholds(
+    index: GateIndex,
+    embedder: AudioEmbedder,
+    clips: Mapping[int, np.ndarray],
+    *,
+    transforms: Mapping[str, Transform],
+    false_block_rate: float = 0.01,
+    artist_top_k: int = 3,
+) -> CalibrationReport:
+    """Thresholds from the snapshot: ``clips`` maps recording id → 16 kHz mono wave."""
+    if embedder.sha256 != index.embedder_sha256:
+        raise GateUnavailable(
+            f"embedder {embedder.sha256[:12]} does not match index embedder "
+            f"{index.embedder_sha256[:12]}"
+        )
+    if not transforms:
+        raise ValueError("need at least one transform to make track positives")
+    vectors = index.vectors()
+    rec_of_row = index.recording_ids
+    artists_of_row = index.artist_ids
+    rec_artists: dict[int, set[int]] = {}
+    for row, rec in enumerate(rec_of_row):
+        rec_artists.setdefault(int(rec), set()).update(artists_of_row[row])
+    all_artists = sorted({a for ids in rec_artists.values() for a in ids})
+    rows_of_artist = {
+        a: np.array([i for i, ids in enumerate(artists_of_row) if a in ids]) for a in all_artists
+    }
+    track_neg: list[float] = []
+    track_pos: list[float] = []
+    per_transform: dict[str, list[float]] = {name: [] for name in transforms}
+    artist_neg: list[float] = []
+    artist_pos: list[float] = []
+    used = 0
+    for rec, wave in clips.items():
+        if rec not in rec_artists:
+            log.warning("recording %d is not in the index; skipped", rec)
+            continue
+        used += 1
+        own = rec_artists[rec]
+        sims = _embed(embedder, wave) @ vectors.T  # [w, n]
+        others = np.array([not (own & set(ids)) for ids in artists_of_row])
+        other_scores: list[float] = []
+        for artist in all_artists:
+            rows = rows_of_artist[artist]
+            if artist in own:
+                unseen = rows[rec_of_row[rows] != rec]
+                if unseen.size:
+                    artist_pos.append(_artist_score(sims[:, unseen], artist_top_k))
+            else:
+                other_scores.append(_artist_score(sims[:, rows], artist_top_k))
+        if others.any() and other_scores:
+            # Negatives are per recording; the gate blocks on any artist, so a negative
+            # counts by its highest other-artist score.
+            track_neg.append(float(sims[:, others].max()))
+            artist_neg.append(max(other_scores))
+        for name, transform in transforms.items():
+            copy_sims = _embed(embedder, transform(wave)) @ vectors.T
+            score = float(copy_sims.max())
+            track_pos.append(score)
+            per_transform[name].append(score)
+    if used == 0:
+        raise ValueError("none of the clips are in the index; nothing to calibrate on")
+    half = false_block_rate / 2
+    t_track = threshold_at_rate(np.array(track_neg), half)
+    neg_by_rec_max = np.array(artist_neg)
+    t_artist = threshold_at_rate(neg_by_rec_max, half)
+    track_neg_a = np.array(track_neg)
+    # Both negative lists are per recording and in the same order: count either detector.
+    blocked = (track_neg_a >= t_track) | (neg_by_rec_max >= t_artist)
+    combined_fbr = float(np.mean(blocked))
+    thresholds = {
+        "track": t_track,
+        "artist": t_artist,
+        "false_block_rate": false_block_rate,
+        "artist_top_k": artist_top_k,
+        "method": "leave-one-recording-out on snapshot; track/artist each at rate/2",
+    }
+    pos = np.array(track_pos)
+    apos = np.array(artist_pos)
+    return CalibrationReport(
+        thresholds=thresholds,
+        false_block_rate=false_block_rate,
+        recordings=used,
+        track_negatives=len(track_neg),
+        track_positives=len(track_pos),
+        artist_negatives=len(artist_neg),
+        artist_positives=len(artist_pos),
+        track_recall=float(np.mean(pos >= t_track)) if pos.size else 0.0,
+        artist_recall=float(np.mean(apos >= t_artist)) if apos.size else 0.0,
+        combined_false_block_rate=combined_fbr,
+        per_transform_recall={
+            name: float(np.mean(np.array(v) >= t_track)) if v else 0.0
+            for name, v in per_transform.items()
+        },
+    )
+
+
+def calibrate_run(
+    session: Session,
+    checkpoint_or_run: Checkpoint | TrainingRun | int,
+    *,
+    embedder: AudioEmbedder,
+    clips: Mapping[int, np.ndarray],
+    transforms: Mapping[str, Transform],
+    false_block_rate: float = 0.01,
+    artist_top_k: int = 3,
+) -> CalibrationReport:
+    """Calibrate the run's newest gate index and store the thresholds with it (+ audit event)."""
+    index = load_index(session, checkpoint_or_run, embedder_sha256=embedder.sha256)
+    report = calibrate_thresholds(
+        index,
+        embedder,
+        clips,
+        transforms=transforms,
+        false_block_rate=false_block_rate,
+        artist_top_k=artist_top_k,
+    )
+    row = session.get(EmbeddingIndex, index.row_id)
+    assert row is not None
+    store_thresholds(session, row, {**report.thresholds, "report": _summary(report)})
+    return report
+
+
+def _summary(report: CalibrationReport) -> dict[str, Any]:
+    data = report.to_json()
+    data.pop("thresholds")
+    return data
+
+
+def default_transforms(names: Sequence[str] | None = None) -> dict[str, Transform]:
+    """Transforms from training.augment when present (helper C), else simple numpy ones."""
+    simple: dict[str, Transform] = {
+        "gain_-6db": lambda w: (w * 0.5).astype(np.float32),
+        "noise_20db": _noise_20db,
+        "crop_5s": lambda w: w[: 5 * 16_000] if w.size > 5 * 16_000 else w,
+    }
+    try:
+        from training import augment  # type: ignore[attr-defined]
+    except ImportError:
+        augment = None
+    chosen = dict(simple)
+    if augment is not None and hasattr(augment, "calibration_transforms"):
+        chosen.update(augment.calibration_transforms())
+    if names is not None:
+        unknown = set(names) - set(chosen)
+        if unknown:
+            raise ValueError(f"unknown transforms {sorted(unknown)}; known: {sorted(chosen)}")
+        chosen = {n: chosen[n] for n in names}
+    return chosen
+
+
+def _noise_20db(wave: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    power = float(np.mean(wave.astype(np.float64) ** 2)) or 1e-12
+    noise = rng.standard_normal(wave.size) * np.sqrt(power / 100.0)
+    return (wave + noise).astype(np.float32)
