@@ -224,3 +224,27 @@ def test_uncalibrated_index_fails_closed(session: Session, embedder: StandInEmbe
     index.thresholds = {}
     with pytest.raises(GateUnavailable, match="calibrate"):
         SimilarityGate(index, embedder)
+
+
+def test_cli_gate_check_fails_closed_without_index(
+    session: Session, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fairchord gate check` exits 6 (could not decide) — never 0 — when the run has no index."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from provenance.models import Checkpoint
+    from provenance.settings import DB_URL_ENV
+
+    run = make_run(session)
+    session.add(Checkpoint(training_run_id=run.id, sha256="12" * 32, uri="x", step=1))
+    session.commit()
+    monkeypatch.setenv(DB_URL_ENV, db_url)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, tone_clip([440.0]), SR)
+    runner = CliRunner()
+    result = runner.invoke(app, ["gate", "check", str(clip), "--json"])
+    assert result.exit_code == 6, result.output
+    missing = runner.invoke(app, ["gate", "check", str(tmp_path / "nope.wav")])
+    assert missing.exit_code == 2

@@ -1,0 +1,184 @@
+"""`fairchord gate check|calibrate`: the similarity gate on any audio, and its calibration.
+
+Exit codes of `gate check`: 0 every file allowed; 5 at least one file blocked; 6 the gate
+could not decide (no/corrupt/mismatched index, embedder error, NaN scores) — fail closed;
+2 bad input (missing or undecodable file, unknown checkpoint); 3 database not initialised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json, session_scope
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sqlalchemy.orm import Session
+
+    from provenance.models import Checkpoint
+
+EXIT_BLOCKED = 5
+EXIT_GATE_UNAVAILABLE = 6
+GATE_SAMPLE_RATE = 16_000
+
+
+def load_wave_16k(path_or_uri: str) -> np.ndarray:
+    """Decode to mono 16 kHz float32 — the model's band limit, the gate's one signal path."""
+    try:
+        from training.audio_io import load_audio  # helper I's decoder, when present
+    except ImportError:
+        import numpy as np
+        import soundfile as sf
+        import soxr
+
+        data, rate = sf.read(path_or_uri, dtype="float32", always_2d=True)
+        mono = data.mean(axis=1)
+        if rate != GATE_SAMPLE_RATE:
+            mono = soxr.resample(mono, rate, GATE_SAMPLE_RATE, quality="HQ")
+        return np.ascontiguousarray(mono, dtype=np.float32)
+    return load_audio(path_or_uri, sample_rate=GATE_SAMPLE_RATE, mono=True)
+
+
+def resolve_checkpoint(session: Session, checkpoint_id: int | None) -> Checkpoint:
+    """The given checkpoint, else the newest final one, else the newest one."""
+    from sqlalchemy import select
+
+    from provenance.models import Checkpoint
+
+    if checkpoint_id is not None:
+        ckpt = session.get(Checkpoint, checkpoint_id)
+        if ckpt is None:
+            fail(f"checkpoint {checkpoint_id} does not exist", EXIT_BAD_INPUT)
+        return ckpt
+    ckpt = session.execute(
+        select(Checkpoint).order_by(Checkpoint.is_final.desc(), Checkpoint.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if ckpt is None:
+        fail("no checkpoints yet: train a model first (`fairchord train`)", EXIT_BAD_INPUT)
+    return ckpt
+
+
+def load_embedder(clap_path: str | None) -> Any:
+    """The CLAP embedder (helper C's ClapEmbedder); any failure means the gate cannot decide."""
+    from generation.index import GateUnavailable
+
+    try:
+        from training.clap_embedder import ClapEmbedder, default_clap_path
+
+        return ClapEmbedder.load(clap_path or default_clap_path())
+    except Exception as exc:
+        raise GateUnavailable(f"cannot load the CLAP embedder: {exc}") from exc
+
+
+def register(app: typer.Typer) -> None:
+    gate_app = typer.Typer(
+        help="The similarity gate: check audio against a checkpoint's training snapshot.",
+        no_args_is_help=True,
+    )
+    app.add_typer(gate_app, name="gate")
+
+    @gate_app.command("check")
+    def check(
+        audio: list[Path] = typer.Argument(
+            ..., help="Audio files to check (any decodable format)."
+        ),
+        checkpoint: int = typer.Option(
+            None, "--checkpoint", help="Checkpoint id (default: newest final checkpoint)."
+        ),
+        clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
+        json_output: bool = typer.Option(False, "--json", help="One JSON object per file."),
+    ) -> None:
+        """Gate each file exactly as generated audio is gated. Exit 0 all allowed, 5 some
+        blocked, 6 the gate could not decide (fails closed), 2 bad input."""
+        from generation.gate import SimilarityGate
+        from generation.index import GateUnavailable, load_index
+
+        for path in audio:
+            if not path.is_file():
+                fail(f"{path} is not a file", EXIT_BAD_INPUT)
+        waves = {}
+        for path in audio:
+            try:
+                waves[path] = load_wave_16k(str(path))
+            except Exception as exc:
+                fail(f"cannot decode {path}: {exc}", EXIT_BAD_INPUT)
+        blocked = False
+        try:
+            with session_scope() as session:
+                ckpt = resolve_checkpoint(session, checkpoint)
+                embedder = load_embedder(clap)
+                index = load_index(session, ckpt, embedder_sha256=embedder.sha256)
+                gate = SimilarityGate(index, embedder)
+                for path, wave in waves.items():
+                    result = gate.check(wave)
+                    blocked |= result.verdict == "block"
+                    doc = {"file": str(path), "checkpoint_id": ckpt.id, **result.to_json()}
+                    if json_output:
+                        print_json(doc)
+                    else:
+                        console.print(
+                            f"{path}: [bold]{result.verdict}[/bold] track "
+                            f"{result.track_similarity:.3f} (recording "
+                            f"{result.nearest['recording_id']}) {'; '.join(result.reasons)}",
+                            highlight=False,
+                        )
+        except GateUnavailable as exc:
+            fail(f"gate could not decide (nothing allowed): {exc}", EXIT_GATE_UNAVAILABLE)
+        if blocked:
+            raise typer.Exit(EXIT_BLOCKED)
+
+    @gate_app.command("calibrate")
+    def calibrate(
+        checkpoint: int = typer.Option(
+            None, "--checkpoint", help="Checkpoint id (default: newest final checkpoint)."
+        ),
+        false_block_rate: float = typer.Option(
+            0.01, "--false-block-rate", help="Allowed share of negatives blocked (0..1)."
+        ),
+        clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
+        json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Set the gate's thresholds from the checkpoint's own snapshot: transformed copies
+        of training clips (track score), leave-one-recording-out (artist score)."""
+        from sqlalchemy import select
+
+        from generation.calibrate import calibrate_run, default_transforms
+        from generation.index import GateUnavailable
+        from provenance.models import Recording, TrainingRunMember
+
+        if not 0 <= false_block_rate < 1:
+            fail(f"--false-block-rate must be in [0, 1), got {false_block_rate}", EXIT_BAD_INPUT)
+        try:
+            with session_scope() as session:
+                ckpt = resolve_checkpoint(session, checkpoint)
+                embedder = load_embedder(clap)
+                members = session.execute(
+                    select(Recording)
+                    .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
+                    .where(TrainingRunMember.training_run_id == ckpt.training_run_id)
+                    .order_by(Recording.id)
+                ).scalars()
+                clips = {rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri}
+                report = calibrate_run(
+                    session,
+                    ckpt,
+                    embedder=embedder,
+                    clips=clips,
+                    transforms=default_transforms(),
+                    false_block_rate=false_block_rate,
+                )
+        except GateUnavailable as exc:
+            fail(f"cannot calibrate: {exc}", EXIT_GATE_UNAVAILABLE)
+        if json_output:
+            print_json(report.to_json())
+        else:
+            console.print(
+                f"track ≥ {report.thresholds['track']:.4f} (recall {report.track_recall:.3f}), "
+                f"artist ≥ {report.thresholds['artist']:.4f} (recall "
+                f"{report.artist_recall:.3f}); false blocks on negatives "
+                f"{report.combined_false_block_rate:.3%} over {report.recordings} recordings",
+                highlight=False,
+            )
