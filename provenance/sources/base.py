@@ -1,0 +1,211 @@
+"""What every source adapter yields (:class:`SourceItem`) and how a source is opened.
+
+An adapter lists a source's items in a stable order. Items it already knows
+to be unusable (a path escaping the root, a missing file, a repeated manifest
+row, a name that is not UTF-8) carry a ``problem`` reason code instead of a
+readable ``uri``; ingestion quarantines them without touching any bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+# Field names a manifest, sidecar or dataset row may use for each fact (first match wins).
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "path": ("path", "uri", "file", "file_name", "filename"),
+    "title": ("title", "name"),
+    "artists": ("artists", "artist"),
+    "licence": ("licence", "license", "spdx", "licence_spdx", "license_spdx"),
+    "consent": ("consent",),
+    "source_url": ("source_url", "url", "source"),
+}
+# Names never treated as audio candidates in a folder.
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all (its items are not even listable)."""
+
+    reason_code = "unreadable"
+
+
+class EmptyManifestError(SourceError):
+    """A manifest with no data rows: nothing to ingest, and almost certainly a mistake."""
+
+    reason_code = "empty_manifest"
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One file a source offers, with whatever facts the source states about it.
+
+    ``fact_sources`` names where each fact came from (``manifest``, ``sidecar``,
+    ``dataset``, ``tags``), keyed by ``title``, ``artists``, ``licence``,
+    ``consent``, ``source_url``.
+    """
+
+    locator: str  # stable identity inside the source: relative path, or split/row
+    uri: str | None  # local path or fsspec URI of the bytes; None when ``problem`` is set
+    title: str | None = None
+    artists: tuple[str, ...] = ()
+    licence: str | None = None
+    consent: str | None = None
+    source_url: str | None = None
+    fact_sources: Mapping[str, str] = field(default_factory=dict)
+    problem: str | None = None  # quarantine reason code decided by the adapter
+    problem_detail: str | None = None
+
+    def with_facts(self, **facts: Any) -> SourceItem:
+        return replace(self, **facts)
+
+
+class SourceAdapter(Protocol):
+    """A readable source. ``uri`` identifies it in the ``sources`` table."""
+
+    kind: str
+    uri: str
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+    def items(self) -> Iterator[SourceItem]:
+        """Every item, in a stable order (sorted by locator within the source's structure)."""
+        ...
+
+
+def split_artists(value: Any) -> tuple[str, ...]:
+    """``"A; B"`` or ``["A", "B"]`` → ``("A", "B")``, blanks dropped, order and case kept."""
+    if value is None:
+        return ()
+    parts = value if isinstance(value, list | tuple) else str(value).split(";")
+    return tuple(p for p in (clean_text(str(x)) for x in parts) if p)
+
+
+def clean_text(value: Any) -> str | None:
+    """A stripped string, or None when blank; undecodable bytes become ``\\xNN`` escapes."""
+    if value is None:
+        return None
+    text = str(value)
+    if has_surrogates(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = text.strip()
+    return text or None
+
+
+def has_surrogates(text: str) -> bool:
+    """True for a str decoded with surrogateescape from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable_name(text: str) -> str:
+    """A non-UTF-8 file name as text the database accepts (``\\xNN`` for the bad bytes)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def pick(row: Mapping[str, Any], fact: str) -> Any:
+    """The first non-blank value among ``fact``'s aliases in ``row`` (case-insensitive keys)."""
+    lowered = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    for name in FIELD_ALIASES[fact]:
+        value = lowered.get(name)
+        if value is not None and (not isinstance(value, str) or value.strip()):
+            return value
+    return None
+
+
+def facts_from_row(row: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """SourceItem fields (title, artists, licence, consent, source_url, fact_sources) from a
+    manifest row, sidecar or dataset row; ``origin`` is recorded as each fact's source."""
+    facts: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    title = clean_text(pick(row, "title"))
+    if title:
+        facts["title"], sources["title"] = title, origin
+    artists = split_artists(pick(row, "artists"))
+    if artists:
+        facts["artists"], sources["artists"] = artists, origin
+    for name in ("licence", "consent", "source_url"):
+        value = clean_text(pick(row, name))
+        if value:
+            facts[name], sources[name] = value, origin
+    facts["fact_sources"] = sources
+    return facts
+
+
+def is_within(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def resolve_local_path(root: Path, raw: str) -> tuple[Path | None, str | None, str | None]:
+    """Resolve a manifest path against ``root`` (already resolved).
+
+    Returns ``(real_path, None, None)`` or ``(None, reason_code, detail)`` with
+    reason ``non_utf8_name``, ``path_escape`` (the path itself leaves the root),
+    ``symlink_escape`` (a symlink on the way leads out), or ``missing_file``.
+    """
+    if has_surrogates(raw):
+        return None, "non_utf8_name", f"path {printable_name(raw)!r} is not valid UTF-8"
+    if "\x00" in raw:
+        return None, "path_escape", f"path {raw!r} contains a NUL byte"
+    given = Path(raw).expanduser() if raw.startswith("~") else Path(raw)
+    lexical = Path(os.path.normpath(given if given.is_absolute() else root / given))
+    if not is_within(lexical, root):
+        return None, "path_escape", f"path {raw!r} resolves to {lexical}, outside the root {root}"
+    real = lexical.resolve()
+    if not is_within(real, root):
+        return (
+            None,
+            "symlink_escape",
+            f"path {raw!r} follows a symlink to {real}, outside the root {root}",
+        )
+    if not real.exists():
+        what = "a dangling symlink" if os.path.lexists(lexical) else "no such file"
+        return None, "missing_file", f"path {raw!r}: {what}"
+    return real, None, None
+
+
+def open_source(
+    source_uri: str, *, manifest: str | None = None, root: str | None = None
+) -> SourceAdapter:
+    """The adapter for ``source_uri``.
+
+    - ``manifest`` given: that CSV/JSONL manifest, its paths relative to ``source_uri``.
+    - ``source_uri`` is a ``.csv``/``.jsonl`` file: a manifest, paths relative to its
+      folder (or ``root``).
+    - a folder written by ``Dataset.save_to_disk`` (``dataset_info.json`` or
+      ``dataset_dict.json``): a Hugging Face dataset with an Audio column.
+    - a folder with ``metadata.csv``/``metadata.jsonl``: an ``audiofolder``.
+    - any other folder (local path or fsspec URI): every file, with optional sidecars.
+    """
+    from provenance.sources.folder import FolderSource
+    from provenance.sources.hf_dataset import HFDatasetSource, is_saved_dataset
+    from provenance.sources.manifest import ManifestSource
+
+    if manifest is not None:
+        return ManifestSource(manifest, root=root or source_uri)
+    lowered = source_uri.lower()
+    if lowered.endswith((".csv", ".jsonl", ".ndjson")):
+        return ManifestSource(source_uri, root=root)
+    if "://" not in source_uri or source_uri.startswith("file://"):
+        local = Path(source_uri.removeprefix("file://")).expanduser()
+        if not local.exists():
+            raise SourceError(f"source {source_uri!r} does not exist")
+        if local.is_dir():
+            if is_saved_dataset(local):
+                return HFDatasetSource(str(local))
+            for name in METADATA_FILES:
+                if (local / name).is_file():
+                    return ManifestSource(str(local / name), root=str(local), kind="audiofolder")
+        elif local.is_file():
+            raise SourceError(
+                f"source {source_uri!r} is a file; give a folder, a dataset folder, or a "
+                ".csv/.jsonl manifest"
+            )
+    return FolderSource(source_uri)
