@@ -1,0 +1,143 @@
+"""`fairchord ingest`: bring a folder, manifest or dataset dump into the provenance DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    console,
+    err_console,
+    fail,
+    migrated_engine,
+    print_json,
+)
+
+# Besides the shared codes (0 ok, 1 failed, 2 bad input, 3 DB not initialised):
+EXIT_QUARANTINED = 4  # --strict and at least one item was quarantined
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest(
+        source: str = typer.Argument(
+            ...,
+            help="A folder (local path or fsspec URI), a .csv/.jsonl manifest, a dataset "
+            "saved with `datasets` save_to_disk, or an audiofolder with metadata.csv.",
+        ),
+        manifest: str = typer.Option(
+            None,
+            "--manifest",
+            help="A CSV/JSONL manifest whose relative paths resolve against SOURCE "
+            "(columns: path|uri, title, artists (;-separated), licence, consent, source_url).",
+        ),
+        json_output: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+        dask: bool = typer.Option(
+            False, "--dask", help="Run per-item tasks on a local two-worker Dask cluster."
+        ),
+        workers: int = typer.Option(2, "--workers", help="Threads for per-item tasks."),
+        max_duration: float = typer.Option(
+            3600.0, "--max-duration", help="Quarantine audio longer than this (seconds)."
+        ),
+        min_duration: float = typer.Option(
+            1.0, "--min-duration", help="Quarantine audio shorter than this (seconds)."
+        ),
+        max_mb: float = typer.Option(
+            2048.0, "--max-mb", help="Quarantine files larger than this (MiB), unread."
+        ),
+        silence_dbfs: float = typer.Option(
+            -80.0, "--silence-dbfs", help="Quarantine files whose peak is at or under this."
+        ),
+        strict: bool = typer.Option(
+            False, "--strict", help=f"Exit {EXIT_QUARANTINED} if any item was quarantined."
+        ),
+    ) -> None:
+        """Ingest SOURCE: hash, decode-validate and measure every file, store originals by
+        sha256 under $FAIRCHORD_HOME/objects, record recordings, sightings, credits, licence
+        assertions and manifest consent, and quarantine bad input with a reason code.
+        Safe to rerun (known files are recognised) and to kill (a rerun completes the work).
+
+        Exit codes: 0 the run completed (quarantined items are reported, not errors);
+        1 the run failed; 2 bad input (no such source, empty manifest, bad option);
+        3 database not initialised (`fairchord db upgrade`);
+        4 with --strict, some items were quarantined.
+        """
+        from provenance.ingest import IngestLimits
+
+        try:
+            limits = IngestLimits(
+                max_duration_s=max_duration,
+                min_duration_s=min_duration,
+                max_bytes=int(max_mb * 2**20),
+                silence_dbfs=silence_dbfs,
+            )
+        except ValueError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        if workers < 1:
+            fail(f"--workers must be at least 1, got {workers}", EXIT_BAD_INPUT)
+        if manifest is not None and not Path(manifest).is_file() and "://" not in manifest:
+            fail(f"--manifest {manifest}: no such file", EXIT_BAD_INPUT)
+        migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
+
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from flows.ingest import add_progress_callback, run_ingest
+        from provenance.ingest import IngestOutcome
+        from provenance.sources import SourceError
+
+        progress = Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[quarantined]} quarantined"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=json_output,
+        )
+        bar = progress.add_task("ingest", total=None, quarantined=0)
+        quarantined = 0
+
+        def on_progress(done: int, total: int, outcome: IngestOutcome) -> None:
+            nonlocal quarantined
+            quarantined += outcome.status == "quarantined"
+            progress.update(bar, completed=done, total=total, quarantined=quarantined)
+
+        remove = add_progress_callback(on_progress)
+        try:
+            with progress:
+                summary = run_ingest(
+                    source, manifest=manifest, limits=limits, workers=workers, use_dask=dask
+                )
+        except SourceError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        except Exception as exc:
+            fail(f"ingestion failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        finally:
+            remove()
+        counts = summary["counts"]
+        if json_output:
+            print_json(summary)
+        else:
+            console.print(
+                f"run [bold]{summary['run_id']}[/bold] of {summary['source_uri']} "
+                f"({summary['source_kind']}): {counts['items']} item(s): "
+                f"{counts['accepted']} accepted ({counts['near_duplicate']} near-duplicate), "
+                f"{counts['duplicate']} duplicate, {counts['unchanged']} unchanged, "
+                f"{counts['quarantined']} quarantined in {summary['seconds']:.1f} s",
+                highlight=False,
+            )
+            for reason, n in counts["quarantined_by_reason"].items():
+                console.print(f"  [yellow]quarantined[/yellow] {reason}: {n}", highlight=False)
+            for flag, n in counts["flags"].items():
+                console.print(f"  [yellow]kept, flagged[/yellow] {flag}: {n}", highlight=False)
+        if strict and counts["quarantined"]:
+            raise typer.Exit(EXIT_QUARANTINED)

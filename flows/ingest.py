@@ -1,0 +1,373 @@
+"""The `ingest-source` flow: a folder, manifest or dataset dump → recordings in the provenance DB.
+
+Per item, a task reads, hashes, validates and stores the bytes
+(:func:`provenance.ingest.prepare_item`, no database); the flow then records
+each result in its own transaction, strictly in listing order, so the thread
+runner and a Dask cluster write identical rows. Tasks retry only on I/O
+errors. Concurrency is bounded by the runner's workers and a window of
+``in_flight`` submitted items; every task also carries the tag
+``fairchord-ingest-io``, so an operator can cap all runs together with
+``prefect concurrency-limit create fairchord-ingest-io N``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from provenance.db import make_engine, session_factory
+from provenance.ingest import (
+    DEFAULT_LIMITS,
+    IngestLimits,
+    IngestOutcome,
+    PreparedItem,
+    finish_run,
+    get_or_create_source,
+    prepare_item,
+    record_prepared,
+    record_source_failure,
+    start_run,
+    summarize,
+)
+from provenance.object_store import ObjectStore, crash_point, default_object_store
+from provenance.sources.base import EmptyManifestError, SourceError, SourceItem, open_source
+
+IO_TAG = "fairchord-ingest-io"
+
+ProgressCallback = Callable[[int, int, IngestOutcome], None]  # (done, total, outcome)
+_progress_callbacks: list[ProgressCallback] = []
+
+
+def add_progress_callback(callback: ProgressCallback) -> Callable[[], None]:
+    """Call ``callback(done, total, outcome)`` as items are recorded; returns a remover."""
+    _progress_callbacks.append(callback)
+    return lambda: _progress_callbacks.remove(callback)
+
+
+def _retry_on(*types: type[BaseException]) -> Callable[[Any, Any, Any], bool]:
+    """A Prefect retry condition: retry only when the task raised one of ``types``."""
+
+    def condition(_task: Any, _task_run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except types:
+            return True
+        except BaseException:
+            return False
+        return False
+
+    return condition
+
+
+_engines: dict[str | None, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _sessions(db_url: str | None) -> sessionmaker[Session]:
+    with _engines_lock:
+        engine = _engines.get(db_url)
+        if engine is None:
+            engine = _engines[db_url] = make_engine(db_url)
+    return session_factory(engine)
+
+
+def _dispose_engine(db_url: str | None) -> None:
+    with _engines_lock:
+        engine = _engines.pop(db_url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class ListedSource:
+    """A source's identity and items, or why it could not be listed."""
+
+    kind: str
+    uri: str
+    config: dict[str, Any]
+    items: list[SourceItem]
+    error_code: str | None = None
+    error: str | None = None
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_on(OSError),
+    tags=[IO_TAG],
+    cache_policy=NO_CACHE,
+)
+def list_source_items(source_uri: str, manifest: str | None, root: str | None) -> ListedSource:
+    """Open the source and list its items; an unlistable source (an empty manifest, say)
+    comes back with ``error`` set so the flow can record it."""
+    adapter = open_source(source_uri, manifest=manifest, root=root)
+    try:
+        items = list(adapter.items())
+    except SourceError as exc:
+        return ListedSource(
+            adapter.kind, adapter.uri, adapter.config, [], exc.reason_code, str(exc)
+        )
+    return ListedSource(adapter.kind, adapter.uri, adapter.config, items)
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_on(OSError),
+    tags=[IO_TAG],
+    cache_policy=NO_CACHE,
+)
+def prepare_source_item(item: SourceItem, store_uri: str, limits: dict[str, Any]) -> PreparedItem:
+    """Read, hash, validate and store one item (no database)."""
+    return prepare_item(ObjectStore(store_uri), item, IngestLimits.from_dict(limits))
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_on(OperationalError),
+    cache_policy=NO_CACHE,
+)
+def record_item(
+    db_url: str | None, source_id: int, run_id: int, prepared: PreparedItem, limits: dict[str, Any]
+) -> IngestOutcome:
+    """One item's rows, in their own transaction."""
+    with _sessions(db_url).begin() as session:
+        outcome = record_prepared(
+            session,
+            source_id=source_id,
+            run_id=run_id,
+            prepared=prepared,
+            limits=IngestLimits.from_dict(limits),
+        )
+    crash_point("after_commit")
+    return outcome
+
+
+class _Adapter:
+    """The listed source's identity, for get_or_create_source (which wants an adapter)."""
+
+    def __init__(self, kind: str, uri: str, config: dict[str, Any]) -> None:
+        self.kind, self.uri, self._config = kind, uri, config
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._config
+
+    def items(self) -> Any:  # pragma: no cover - never listed again
+        return iter(())
+
+
+@flow(name="ingest-source")
+def ingest_source_flow(
+    source_uri: str,
+    manifest: str | None = None,
+    root: str | None = None,
+    db_url: str | None = None,
+    store_uri: str | None = None,
+    limits: dict[str, Any] | None = None,
+    in_flight: int = 4,
+) -> dict[str, Any]:
+    """Ingest every item of a source; return the run summary (counts and per-item outcomes).
+
+    ``limits`` overrides fields of :class:`provenance.ingest.IngestLimits`. A source that
+    cannot be listed (an empty manifest) is recorded as a failed run with a quarantine
+    entry, then raises :class:`provenance.sources.SourceError`.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    limit_values = IngestLimits.from_dict(limits or {}).to_dict()
+    store = ObjectStore(store_uri) if store_uri else default_object_store()
+    listed = list_source_items(source_uri, manifest, root)
+    kind, uri, items = listed.kind, listed.uri, listed.items
+
+    from prefect.runtime import flow_run
+
+    flow_run_id = str(flow_run.id) if flow_run.id else None
+    sessions = _sessions(db_url)
+    with sessions.begin() as session:
+        source = get_or_create_source(session, _Adapter(kind, uri, listed.config))
+        run = start_run(session, source_id=source.id, prefect_flow_run_id=flow_run_id)
+        source_id, run_id = source.id, run.id
+    logger.info("ingestion run %s of source %s (%s) started", run_id, uri, kind)
+
+    if listed.error is not None:
+        error = (
+            EmptyManifestError(listed.error)
+            if listed.error_code == "empty_manifest"
+            else (SourceError(listed.error))
+        )
+        record_source_failure(sessions, source_id=source_id, run_id=run_id, error=error)
+        _publish(run_id, uri, {"status": "failed", "error": listed.error}, [], started)
+        _dispose_engine(db_url)
+        raise error
+
+    removed = store.remove_stale_tmp()
+    if removed:
+        logger.info("removed %d temporary file(s) left by killed runs", len(removed))
+
+    outcomes: list[IngestOutcome] = []
+    pending: list[PrefectFuture[PreparedItem]] = []
+
+    def collect(future: PrefectFuture[PreparedItem]) -> None:
+        outcome = record_item(db_url, source_id, run_id, future.result(), limit_values)
+        outcomes.append(outcome)
+        if outcome.status == "quarantined":
+            logger.warning(
+                "quarantined %s: %s (%s)", outcome.locator, outcome.reason_code, outcome.detail
+            )
+        for callback in list(_progress_callbacks):
+            callback(len(outcomes), len(items), outcome)
+
+    # A bounded window of submitted items; results are recorded in submission order.
+    for item in items:
+        pending.append(prepare_source_item.submit(item, store.root_uri, limit_values))
+        if len(pending) >= max(1, in_flight):
+            collect(pending.pop(0))
+    while pending:
+        collect(pending.pop(0))
+
+    counts = summarize(outcomes)
+    with sessions.begin() as session:
+        finish_run(session, run_id=run_id, counts=counts)
+    summary = {
+        "status": "completed",
+        "run_id": run_id,
+        "source_id": source_id,
+        "source_uri": uri,
+        "source_kind": kind,
+        "prefect_flow_run_id": flow_run_id,
+        "counts": counts,
+        "outcomes": [o.to_dict() for o in outcomes],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    _publish(run_id, uri, summary, outcomes, started)
+    logger.info(
+        "run %s: %d item(s): %d accepted, %d near-duplicate, %d duplicate, %d unchanged, "
+        "%d quarantined",
+        run_id,
+        counts["items"],
+        counts["accepted"],
+        counts["near_duplicate"],
+        counts["duplicate"],
+        counts["unchanged"],
+        counts["quarantined"],
+    )
+    _dispose_engine(db_url)
+    return summary
+
+
+def outcome_table(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the table artifact: one per outcome, quarantines one per reason."""
+    rows: list[dict[str, Any]] = []
+    for status in ("accepted", "near_duplicate", "duplicate", "unchanged"):
+        rows.append({"outcome": status, "reason": "", "items": counts.get(status, 0)})
+    for reason, n in counts.get("quarantined_by_reason", {}).items():
+        rows.append({"outcome": "quarantined", "reason": reason, "items": n})
+    for flag, n in counts.get("flags", {}).items():
+        rows.append({"outcome": "flagged (kept)", "reason": flag, "items": n})
+    return rows
+
+
+def summary_markdown(summary: dict[str, Any], outcomes: list[IngestOutcome]) -> str:
+    counts = summary.get("counts", {})
+    lines = [
+        f"# Ingestion run {summary.get('run_id', '?')}",
+        "",
+        f"Source: `{summary.get('source_uri', '?')}` ({summary.get('source_kind', '?')}), "
+        f"status **{summary.get('status')}**.",
+        "",
+    ]
+    if summary.get("error"):
+        lines += [f"Error: {summary['error']}", ""]
+    if counts:
+        lines += [
+            f"- items: {counts['items']}",
+            f"- accepted: {counts['accepted']} (of which near-duplicates: "
+            f"{counts['near_duplicate']})",
+            f"- same bytes at a new place (duplicate): {counts['duplicate']}",
+            f"- already known (unchanged): {counts['unchanged']}",
+            f"- quarantined: {counts['quarantined']}",
+            f"- audio accepted: {counts['audio_seconds']:.1f} s",
+            "",
+        ]
+    refused = [o for o in outcomes if o.status == "quarantined" or o.flags]
+    if refused:
+        lines += ["| item | outcome | reason / flags | detail |", "|---|---|---|---|"]
+        for o in refused[:200]:
+            why = o.reason_code or ", ".join(o.flags)
+            detail = (o.detail or "").replace("|", "\\|")[:160]
+            lines.append(f"| `{o.locator}` | {o.status} | {why} | {detail} |")
+        if len(refused) > 200:
+            lines.append(f"| … {len(refused) - 200} more | | | |")
+    return "\n".join(lines)
+
+
+def _publish(
+    run_id: int,
+    uri: str,
+    summary: dict[str, Any],
+    outcomes: list[IngestOutcome],
+    started: float,
+) -> None:
+    counts = summary.get("counts") or summarize(outcomes)
+    create_table_artifact(
+        key="ingest-outcomes",
+        table=outcome_table(counts),
+        description=f"ingestion run {run_id} of {uri}: outcomes by kind and quarantine reason",
+    )
+    create_markdown_artifact(
+        key="ingest-summary",
+        markdown=summary_markdown({"run_id": run_id, "source_uri": uri, **summary}, outcomes),
+        description=f"ingestion run {run_id} of {uri}",
+    )
+
+
+def dask_task_runner(n_workers: int = 2) -> Any:
+    """A local Dask cluster of ``n_workers`` single-threaded processes (prefect-dask)."""
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}
+    )
+
+
+def run_ingest(
+    source_uri: str,
+    *,
+    manifest: str | None = None,
+    root: str | None = None,
+    db_url: str | None = None,
+    store_uri: str | None = None,
+    limits: IngestLimits = DEFAULT_LIMITS,
+    workers: int = 2,
+    use_dask: bool = False,
+) -> dict[str, Any]:
+    """Run the flow on a thread runner (``workers`` threads) or a two-worker Dask cluster."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    runner: Any = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=workers)
+    configured = ingest_source_flow.with_options(task_runner=runner)
+    result: dict[str, Any] = configured(
+        source_uri,
+        manifest=manifest,
+        root=root,
+        db_url=db_url,
+        store_uri=store_uri,
+        limits=limits.to_dict(),
+        in_flight=2 * workers,
+    )
+    return result
