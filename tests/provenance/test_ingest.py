@@ -1,0 +1,410 @@
+"""Ingestion without Prefect: a bad-input corpus is quarantined case by case while every valid
+file beside it is accepted; reruns change nothing; duplicates become sightings or links."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from provenance.audit_log import verify_chain
+from provenance.db import session_factory
+from provenance.ingest import (
+    IngestLimits,
+    IngestOutcome,
+    ingest_item,
+    ingest_source,
+    parse_consent,
+    store_consistency,
+    sweep_orphan_objects,
+)
+from provenance.models import (
+    AuditEvent,
+    ConsentEvent,
+    Credit,
+    IngestionRun,
+    LicenceAssertion,
+    Party,
+    QuarantineItem,
+    Recording,
+    Sighting,
+    Source,
+)
+from provenance.object_store import ObjectStore
+from provenance.sources import EmptyManifestError, open_source
+from tests.training.test_audio_io import synth_music, write_music
+
+# Limits small enough for tiny synthetic files: 1-6 s, under 1.5 MB.
+TEST_LIMITS = IngestLimits(max_duration_s=6.0, min_duration_s=1.0, max_bytes=1_500_000)
+
+
+@dataclass
+class BadCorpus:
+    root: Path
+    manifest: Path
+    empty_manifest: Path
+    # locator → (outcome status, reason code or None, flags)
+    expected: dict[str, tuple[str, str | None, tuple[str, ...]]]
+
+
+def build_bad_corpus(base: Path) -> BadCorpus:
+    """Every quarantine case beside valid files, described by one CSV manifest."""
+    root = base / "corpus"
+    root.mkdir(parents=True)
+    write_music(root / "good1.wav", 11, seconds=3.0)
+    write_music(root / "good2.flac", 12, seconds=3.0)
+    write_music(root / "good3.ogg", 13, seconds=3.0)
+    write_music(root / "good4.mp3", 14, seconds=3.0)
+    write_music(root / "badlicence.ogg", 15, seconds=2.0)
+    write_music(root / "good2-reencoded.mp3", 12, seconds=3.0)  # same music as good2
+    (root / "copy-of-good1.wav").write_bytes((root / "good1.wav").read_bytes())
+
+    (root / "zero.wav").write_bytes(b"")
+    cut = (root / "good2.flac").read_bytes()
+    (root / "cut.flac").write_bytes(cut[: len(cut) // 2])
+    (root / "notes.wav").write_text("liner notes, not audio\n" * 40)
+    wav = bytearray((root / "good1.wav").read_bytes())
+    wav[20:22] = struct.pack("<H", 0x0161)
+    (root / "wma.wav").write_bytes(bytes(wav))
+    wav = bytearray((root / "good1.wav").read_bytes())
+    wav[24:28] = struct.pack("<I", 0)
+    (root / "rate0.wav").write_bytes(bytes(wav))
+    write_music(root / "long.ogg", 16, seconds=8.0)
+    sf.write(root / "big.wav", synth_music(17, seconds=5.0, sr=48000), 48000, subtype="FLOAT")
+    write_music(root / "short.ogg", 18, seconds=0.4)
+    sf.write(root / "silent.flac", np.zeros((22050 * 2, 2), np.float32), 22050)
+    (root / "folder.wav").mkdir()
+    write_music(base / "outside.wav", 19, seconds=2.0)
+    (root / "link-out.wav").symlink_to(base / "outside.wav")
+
+    rows = [
+        "good1.wav,Good One,Ann; Bob,GPL-2.0-or-later,opt_in:training,https://example.org/1",
+        "good2.flac,Good Two,Cy,CC-BY-SA-3.0,,",
+        "good3.ogg,Good Three,Dee,CC0-1.0,opt_out,",
+        "good4.mp3,Good Four,Eve,MIT,,",
+        "badlicence.ogg,Odd Licence,Fay,this is not a licence (c) me,,",
+        "good2-reencoded.mp3,Good Two (MP3),Cy,CC-BY-SA-3.0,,",
+        "copy-of-good1.wav,Copy,Ann,GPL-2.0-or-later,,",
+        "zero.wav,,,,,",
+        "cut.flac,,,,,",
+        "notes.wav,,,,,",
+        "wma.wav,,,,,",
+        "rate0.wav,,,,,",
+        "long.ogg,,,,,",
+        "big.wav,,,,,",
+        "short.ogg,,,,,",
+        "silent.flac,,,,,",
+        "folder.wav,,,,,",
+        "../outside.wav,,,,,",
+        "link-out.wav,,,,,",
+        "missing.wav,,,,,",
+        "good1.wav,Good One again,,,,",
+    ]
+    text = "path,title,artists,licence,consent,source_url\n" + "\n".join(rows) + "\n"
+    manifest = root / "manifest.csv"
+    manifest.write_bytes(text.encode() + b"caf\xe9.wav,,,,,\n")
+    empty = root / "empty.csv"
+    empty.write_text("path,title,artists,licence\n")
+
+    q = "quarantined"
+    expected: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+        "good1.wav": ("accepted", None, ()),
+        "good2.flac": ("accepted", None, ()),
+        "good3.ogg": ("accepted", None, ()),
+        "good4.mp3": ("accepted", None, ()),
+        "badlicence.ogg": ("accepted", None, ("unparseable_licence",)),
+        "good2-reencoded.mp3": ("near_duplicate", None, ()),
+        "copy-of-good1.wav": ("duplicate", None, ()),
+        "zero.wav": (q, "zero_bytes", ()),
+        "cut.flac": (q, "truncated_or_corrupt", ()),
+        "notes.wav": (q, "not_audio", ()),
+        "wma.wav": (q, "unsupported_codec", ()),
+        "rate0.wav": (q, "impossible_header", ()),
+        "long.ogg": (q, "too_long", ()),
+        "big.wav": (q, "too_large", ()),
+        "short.ogg": (q, "too_short", ()),
+        "silent.flac": (q, "all_silence", ()),
+        "folder.wav": (q, "unreadable", ()),
+        "../outside.wav": (q, "path_escape", ()),
+        "link-out.wav": (q, "symlink_escape", ()),
+        "missing.wav": (q, "missing_file", ()),
+        "good1.wav#row=21": (q, "duplicate_manifest_row", ()),
+        "caf\\xe9.wav": (q, "non_utf8_name", ()),
+    }
+    return BadCorpus(root=root, manifest=manifest, empty_manifest=empty, expected=expected)
+
+
+# Quarantines decided from the bytes keep a (quarantined) recording; the others do not.
+CONTENT_REASONS = {
+    "zero_bytes",
+    "truncated_or_corrupt",
+    "not_audio",
+    "unsupported_codec",
+    "impossible_header",
+    "too_long",
+    "too_short",
+    "all_silence",
+}
+
+
+def outcome_map(
+    outcomes: list[IngestOutcome],
+) -> dict[str, tuple[str, str | None, tuple[str, ...]]]:
+    return {o.locator: (o.status, o.reason_code, o.flags) for o in outcomes}
+
+
+def db_snapshot(session: Session) -> dict[str, Any]:
+    """Everything ingestion writes, without ids, run ids and timestamps."""
+    sha_of = dict(session.execute(select(Recording.id, Recording.sha256)).all())
+    recs = sorted(
+        (
+            r.sha256,
+            r.status,
+            r.reason_code,
+            r.codec,
+            r.object_uri,
+            sha_of.get(r.duplicate_of_id) if r.duplicate_of_id else None,
+            r.pcm_fingerprint,
+        )
+        for r in session.scalars(select(Recording))
+    )
+    sightings = sorted(
+        (sha_of[s.recording_id], s.locator) for s in session.scalars(select(Sighting))
+    )
+    quarantine = sorted((q.locator, q.reason_code) for q in session.scalars(select(QuarantineItem)))
+    party_name = dict(session.execute(select(Party.id, Party.name)).all())
+    credits = sorted(
+        (sha_of[c.recording_id], party_name[c.party_id], c.role, c.fact_source)
+        for c in session.scalars(select(Credit))
+    )
+    licences = sorted(
+        (sha_of[a.recording_id], a.declared, a.concluded, a.fact_source)
+        for a in session.scalars(select(LicenceAssertion))
+    )
+    consent = sorted(
+        (sha_of[c.recording_id] if c.recording_id else None, c.action, c.purpose, c.origin)
+        for c in session.scalars(select(ConsentEvent))
+    )
+    audit = sorted(
+        (e.action, e.entity)
+        for e in session.scalars(select(AuditEvent))
+        if not e.action.startswith("ingest.run_")
+    )
+    return {
+        "recordings": recs,
+        "sightings": sightings,
+        "quarantine": quarantine,
+        "credits": credits,
+        "licences": licences,
+        "consent": consent,
+        "audit": audit,
+        "parties": sorted(party_name.values()),
+    }
+
+
+def test_bad_input_corpus_is_quarantined_and_valid_files_accepted(
+    engine: Engine, tmp_path: Path
+) -> None:
+    corpus = build_bad_corpus(tmp_path)
+    sessions = session_factory(engine)
+    store = ObjectStore(str(tmp_path / "objects"))
+    adapter = open_source(str(corpus.manifest))
+    result = ingest_source(sessions, adapter, store, limits=TEST_LIMITS)
+
+    assert outcome_map(result.outcomes) == corpus.expected
+    counts = result.counts
+    assert counts["accepted"] == 5 and counts["near_duplicate"] == 1 and counts["duplicate"] == 1
+    assert counts["quarantined"] == 15
+    assert counts["flags"] == {"unparseable_licence": 1}
+
+    with sessions() as s:
+        recs = {r.sha256: r for r in s.scalars(select(Recording))}
+        by_loc = {
+            loc: s.get(Recording, rid)
+            for rid, loc in s.execute(select(Sighting.recording_id, Sighting.locator)).all()
+        }
+        good1, good2, dup = by_loc["good1.wav"], by_loc["good2.flac"], by_loc["good2-reencoded.mp3"]
+        assert good1 is not None and good2 is not None and dup is not None
+        assert by_loc["copy-of-good1.wav"] is good1  # same bytes: a sighting, not a recording
+        assert dup.duplicate_of_id == good2.id and good2.duplicate_of_id is None
+        assert good1.codec == "WAV/PCM_16" and good1.duration_s == pytest.approx(3.0, abs=0.01)
+        assert good1.sample_rate == 22050 and good1.channels == 2
+        assert good1.title == "Good One" and good1.source_url == "https://example.org/1"
+        assert good1.peak and good1.rms_dbfs and good1.silence_fraction is not None
+
+        accepted = {sha for sha, r in recs.items() if r.status == "accepted"}
+        assert len(accepted) == 6
+        for r in recs.values():
+            if r.status == "quarantined":
+                assert r.reason_code in CONTENT_REASONS and r.object_uri is None
+        quarantined_recs = sorted(r.reason_code for r in recs.values() if r.status != "accepted")
+        assert quarantined_recs == sorted(CONTENT_REASONS)
+        items = sorted((q.locator, q.reason_code) for q in s.scalars(select(QuarantineItem)))
+        assert items == sorted(
+            (loc, reason)
+            for loc, (status, reason, _) in corpus.expected.items()
+            if status == "quarantined" and reason not in CONTENT_REASONS
+        )
+        # The object store holds exactly the accepted originals.
+        assert set(store.iter_shas()) == accepted
+        assert store_consistency(s, store) == ([], [])
+
+        # Credits, licences (unparseable → NOASSERTION, kept), manifest consent.
+        names = {
+            p.name
+            for p in s.scalars(
+                select(Party)
+                .join(Credit, Credit.party_id == Party.id)
+                .where(Credit.recording_id == good1.id)
+            )
+        }
+        assert names == {"Ann", "Bob"}
+        odd = by_loc["badlicence.ogg"]
+        assert odd is not None and odd.status == "accepted"
+        (assertion,) = s.scalars(
+            select(LicenceAssertion).where(LicenceAssertion.recording_id == odd.id)
+        )
+        assert assertion.concluded == "NOASSERTION"
+        assert assertion.declared == "this is not a licence (c) me"
+        (gpl,) = s.scalars(
+            select(LicenceAssertion).where(LicenceAssertion.recording_id == good1.id)
+        )
+        assert gpl.concluded == "GPL-2.0-or-later" and gpl.fact_source == "manifest"
+        events = {
+            (c.recording_id, c.action, c.purpose, c.origin) for c in s.scalars(select(ConsentEvent))
+        }
+        assert events == {
+            (good1.id, "opt_in", "training", "manifest"),
+            (by_loc["good3.ogg"].id, "opt_out", "any", "manifest"),  # type: ignore[union-attr]
+        }
+        run = s.get(IngestionRun, result.run_id)
+        assert run is not None and run.status == "completed" and run.counts == counts
+        count, problems = verify_chain(s)
+        assert problems == [] and count > 0
+        before = db_snapshot(s)
+
+    # A rerun recognises everything: no new rows, no new objects, no new audit events.
+    again = ingest_source(sessions, open_source(str(corpus.manifest)), store, limits=TEST_LIMITS)
+    statuses = outcome_map(again.outcomes)
+    for loc, (status, reason, _) in corpus.expected.items():
+        if status == "quarantined":
+            assert statuses[loc][:2] == (status, reason)
+        else:
+            assert statuses[loc] == ("unchanged", None, ()), loc
+    with sessions() as s:
+        assert db_snapshot(s) == before
+        assert s.scalar(select(func.count()).select_from(IngestionRun)) == 2
+    assert set(store.iter_shas()) == accepted
+
+
+def test_empty_manifest_is_a_clear_error_and_recorded(engine: Engine, tmp_path: Path) -> None:
+    corpus = build_bad_corpus(tmp_path)
+    sessions = session_factory(engine)
+    store = ObjectStore(str(tmp_path / "objects"))
+    with pytest.raises(EmptyManifestError, match="no data rows"):
+        ingest_source(sessions, open_source(str(corpus.empty_manifest)), store)
+    with sessions() as s:
+        (item,) = s.scalars(select(QuarantineItem))
+        assert (item.locator, item.reason_code) == ("empty.csv", "empty_manifest")
+        (run,) = s.scalars(select(IngestionRun))
+        assert run.status == "failed" and "no data rows" in run.counts["error"]
+
+
+def test_tags_fill_in_what_the_folder_does_not_say(session: Session, tmp_path: Path) -> None:
+    from mutagen.oggvorbis import OggVorbis
+
+    from provenance.ingest import get_or_create_source
+
+    folder = tmp_path / "tagged"
+    folder.mkdir()
+    ogg = write_music(folder / "tagged.ogg", 21, seconds=2.0)
+    tags = OggVorbis(ogg)
+    tags["ARTIST"] = ["Mattias Westlund"]
+    tags["LICENSE"] = ["GPL-2.0-or-later"]
+    tags["TITLE"] = ["Battle Epic"]
+    tags.save()
+    (folder / "sidecar.ogg").write_bytes(
+        write_music(tmp_path / "x.ogg", 22, seconds=2.0).read_bytes()
+    )
+    (folder / "sidecar.json").write_text(json.dumps({"artist": "Side Car", "licence": "MIT"}))
+    adapter = open_source(str(folder))
+    source = get_or_create_source(session, adapter)
+    store = ObjectStore(str(tmp_path / "objects"))
+    outcomes = {
+        item.locator: ingest_item(session, store, source, None, item) for item in adapter.items()
+    }
+    session.flush()
+    tagged = session.get(Recording, outcomes["tagged.ogg"].recording_id)
+    assert tagged is not None and tagged.title == "Battle Epic"
+    (credit,) = session.scalars(select(Credit).where(Credit.recording_id == tagged.id))
+    assert credit.fact_source == "tags"
+    assert session.get(Party, credit.party_id).name == "Mattias Westlund"  # type: ignore[union-attr]
+    (licence,) = session.scalars(
+        select(LicenceAssertion).where(LicenceAssertion.recording_id == tagged.id)
+    )
+    assert (licence.concluded, licence.fact_source) == ("GPL-2.0-or-later", "tags")
+    side = outcomes["sidecar.ogg"].recording_id
+    (licence,) = session.scalars(
+        select(LicenceAssertion).where(LicenceAssertion.recording_id == side)
+    )
+    assert (licence.concluded, licence.fact_source) == ("MIT", "sidecar")
+    assert session.scalar(select(func.count()).select_from(Source)) == 1
+
+
+def test_same_bytes_in_two_sources_is_one_recording_two_sightings(
+    session: Session, tmp_path: Path
+) -> None:
+    from provenance.ingest import get_or_create_source
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        write_music(tmp_path / name / "song.flac", 31, seconds=2.0)
+    store = ObjectStore(str(tmp_path / "objects"))
+    results = []
+    for name in ("one", "two"):
+        adapter = open_source(str(tmp_path / name))
+        source = get_or_create_source(session, adapter)
+        (item,) = adapter.items()
+        results.append(ingest_item(session, store, source, None, item))
+    assert [r.status for r in results] == ["accepted", "duplicate"]
+    assert results[0].recording_id == results[1].recording_id
+    assert session.scalar(select(func.count()).select_from(Recording)) == 1
+    assert session.scalar(select(func.count()).select_from(Sighting)) == 2
+
+
+def test_orphan_objects_are_swept_only_when_old(session: Session, tmp_path: Path) -> None:
+    store = ObjectStore(str(tmp_path / "objects"))
+    sha, _ = store.put_bytes(b"an object no row names")
+    assert store_consistency(session, store) == ([sha], [])
+    assert sweep_orphan_objects(session, store, older_than_s=3600) == []
+    assert sweep_orphan_objects(session, store, older_than_s=0) == [sha]
+    assert store_consistency(session, store) == ([], [])
+
+
+def test_parse_consent() -> None:
+    assert parse_consent("opt_in") == [("opt_in", "any")]
+    assert parse_consent("opt-out:commercial_training; opt_in:training") == [
+        ("opt_out", "commercial_training"),
+        ("opt_in", "training"),
+    ]
+    assert parse_consent(" ") == []
+    with pytest.raises(ValueError, match="not an action"):
+        parse_consent("maybe")
+    with pytest.raises(ValueError, match="purpose 'karaoke'"):
+        parse_consent("opt_in:karaoke")
+
+
+def test_limits_validate() -> None:
+    with pytest.raises(ValueError, match="min_duration_s"):
+        IngestLimits(min_duration_s=10, max_duration_s=5)
+    with pytest.raises(ValueError, match="unknown limit"):
+        IngestLimits.from_dict({"max_seconds": 3})
+    assert IngestLimits.from_dict(TEST_LIMITS.to_dict()) == TEST_LIMITS
