@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -340,15 +342,55 @@ def get_or_create_source(session: Session, adapter: SourceAdapter) -> Source:
 
 
 def start_run(session: Session, *, source_id: int, prefect_flow_run_id: str | None) -> IngestionRun:
+    """A new ``running`` run; earlier runs of this source whose process on this host is gone
+    (killed) are marked ``interrupted`` first."""
+    mark_interrupted_runs(session, source_id=source_id)
     run = IngestionRun(
         source_id=source_id,
         prefect_flow_run_id=prefect_flow_run_id,
         status="running",
         started_at=utcnow(),
+        counts={"host": socket.gethostname(), "pid": os.getpid()},
     )
     session.add(run)
     session.flush()
     return run
+
+
+def mark_interrupted_runs(session: Session, *, source_id: int) -> list[int]:
+    """Mark ``running`` runs of ``source_id`` started by a dead process on this host."""
+    marked = []
+    for run in session.scalars(
+        select(IngestionRun).where(
+            IngestionRun.source_id == source_id, IngestionRun.status == "running"
+        )
+    ):
+        owner = run.counts or {}
+        if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+            continue
+        if owner["pid"] == os.getpid() or _pid_alive(owner["pid"]):
+            continue
+        run.status = "interrupted"
+        run.finished_at = utcnow()
+        marked.append(run.id)
+        append_event(
+            session,
+            "ingest.run_interrupted",
+            entity="ingestion_run",
+            entity_id=run.id,
+            payload={"source_id": source_id, "pid": owner["pid"]},
+        )
+    return marked
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def finish_run(
