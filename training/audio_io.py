@@ -309,15 +309,24 @@ def _measure(snd: sf.SoundFile, *, silence_amplitude: float) -> AudioFacts:
             block = snd.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
             if not len(block):
                 break
-            if not np.isfinite(block).all():
-                raise AudioProbeError("truncated_or_corrupt", "decoded samples include NaN/inf")
             decoded += len(block)
-            magnitude = np.abs(block)
-            frame_peak = magnitude.max(axis=1)
-            peak = max(peak, float(frame_peak.max()))
-            sum_sq += float(np.square(block, dtype=np.float64).sum())
-            silent += int((frame_peak <= silence_amplitude).sum())
-            mono_parts.append(resampler.resample_chunk(block.mean(axis=1)))
+            flat = block.reshape(-1)
+            # NaN/inf poison the sum of squares, so one dot product checks finiteness too.
+            block_sq = float(np.dot(flat, flat))
+            if not math.isfinite(block_sq):
+                raise AudioProbeError("truncated_or_corrupt", "decoded samples include NaN/inf")
+            sum_sq += block_sq
+            peak = max(peak, float(flat.max()), -float(flat.min()))
+            # Column-wise ufuncs: much faster than reductions along a 2-wide axis.
+            frame_peak = np.abs(block[:, 0])
+            mono = block[:, 0].copy()
+            for c in range(1, channels):
+                np.maximum(frame_peak, np.abs(block[:, c]), out=frame_peak)
+                mono += block[:, c]
+            silent += int(np.count_nonzero(frame_peak <= silence_amplitude))
+            if channels > 1:
+                mono *= 1.0 / channels
+            mono_parts.append(resampler.resample_chunk(mono))
     except AudioProbeError:
         raise
     except Exception as exc:

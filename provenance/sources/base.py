@@ -21,7 +21,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "artists": ("artists", "artist"),
     "licence": ("licence", "license", "spdx", "licence_spdx", "license_spdx"),
     "consent": ("consent",),
-    "source_url": ("source_url", "url", "source"),
+    "source_url": ("source_url", "url"),
 }
 # Names never treated as audio candidates in a folder.
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")

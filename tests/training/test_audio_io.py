@@ -202,3 +202,10 @@ def test_load_audio_resamples_and_downmixes(tmp_path: Path) -> None:
     assert stereo.shape == (2, sr)
     with pytest.raises(ValueError, match="sample_rate"):
         load_audio(str(tmp_path / "a.flac"), sample_rate=0)
+
+
+def test_non_finite_float_samples_are_corrupt(tmp_path: Path) -> None:
+    wave = synth_music(9, seconds=1.0)
+    wave[100, 1] = np.nan
+    sf.write(tmp_path / "nan.wav", wave, 22050, subtype="FLOAT")
+    _expect(tmp_path / "nan.wav", "truncated_or_corrupt")
