@@ -265,6 +265,9 @@ def _prepare_local(
         )
     except AudioProbeError as exc:
         raise _Refused(exc.code, exc.detail, sha256=sha, size=size) from exc
+    except Exception as exc:  # a decoder tripping over malformed input: the file's fault
+        detail = f"decoder error {type(exc).__name__}: {exc}"
+        raise _Refused("truncated_or_corrupt", detail, sha256=sha, size=size) from exc
     reason = _limit_violation(facts.duration_s, facts.peak, limits)
     if reason is not None:
         return PreparedItem(
@@ -436,7 +439,7 @@ def record_prepared(
             select(Recording).where(Recording.sha256 == prepared.sha256)
         ).scalar_one_or_none()
         if existing is not None:
-            return _record_sighting(session, existing, source_id, run_id, prepared)
+            return _record_sighting(session, existing, source_id, run_id, prepared, limits)
         try:
             with session.begin_nested():
                 rec = _new_recording(prepared, source_id, run_id)
@@ -639,7 +642,12 @@ def _record_new(
 
 
 def _record_sighting(
-    session: Session, rec: Recording, source_id: int, run_id: int | None, prepared: PreparedItem
+    session: Session,
+    rec: Recording,
+    source_id: int,
+    run_id: int | None,
+    prepared: PreparedItem,
+    limits: IngestLimits,
 ) -> IngestOutcome:
     """Bytes already known: a new place adds a sighting (and that place's facts), a known
     place changes nothing but the last-seen run."""
@@ -647,6 +655,10 @@ def _record_sighting(
     new = _upsert_sighting(session, rec.id, source_id, run_id, item.locator)
     rec.last_seen_run_id = run_id
     flags: list[str] = []
+    readmitted = _readmit(session, rec, prepared, run_id)
+    if readmitted:
+        rec.duplicate_of_id = _near_duplicate_of(session, rec, limits)
+        new = True  # its facts are recorded now, as for a new recording
     if new:
         fact_sources: dict[str, str] = {}
         if rec.status == "accepted":
@@ -669,6 +681,8 @@ def _record_sighting(
     status: OutcomeStatus
     if rec.status == "quarantined":
         status = "quarantined"
+    elif readmitted:
+        status = "near_duplicate" if rec.duplicate_of_id is not None else "accepted"
     else:
         status = "duplicate" if new else "unchanged"
     return IngestOutcome(
@@ -681,6 +695,32 @@ def _record_sighting(
         duplicate_of_id=rec.duplicate_of_id,
         flags=tuple(flags),
     )
+
+
+# Reasons that depend on the configured limits, not on the bytes: a run with wider limits
+# re-admits such a recording (its object was stored by prepare_item under those limits).
+LIMIT_REASONS = ("too_long", "too_short", "all_silence")
+
+
+def _readmit(session: Session, rec: Recording, prepared: PreparedItem, run_id: int | None) -> bool:
+    if not (
+        rec.status == "quarantined"
+        and rec.reason_code in LIMIT_REASONS
+        and prepared.accepted
+        and prepared.object_uri
+    ):
+        return False
+    append_event(
+        session,
+        "recording.readmitted",
+        entity="recording",
+        entity_id=rec.id,
+        payload={"sha256": rec.sha256, "was": rec.reason_code, "run_id": run_id},
+    )
+    rec.status, rec.reason_code, rec.reason_detail = "accepted", None, None
+    rec.object_uri = prepared.object_uri
+    session.flush()
+    return True
 
 
 def _near_duplicate_of(session: Session, rec: Recording, limits: IngestLimits) -> int | None:

@@ -408,3 +408,27 @@ def test_limits_validate() -> None:
     with pytest.raises(ValueError, match="unknown limit"):
         IngestLimits.from_dict({"max_seconds": 3})
     assert IngestLimits.from_dict(TEST_LIMITS.to_dict()) == TEST_LIMITS
+
+
+def test_wider_limits_readmit_a_limit_quarantined_recording(
+    session: Session, tmp_path: Path
+) -> None:
+    from provenance.ingest import get_or_create_source
+
+    (tmp_path / "src").mkdir()
+    write_music(tmp_path / "src" / "long.flac", 41, seconds=7.0)
+    adapter = open_source(str(tmp_path / "src"))
+    source = get_or_create_source(session, adapter)
+    store = ObjectStore(str(tmp_path / "objects"))
+    (item,) = adapter.items()
+    first = ingest_item(session, store, source, None, item, TEST_LIMITS)
+    assert (first.status, first.reason_code) == ("quarantined", "too_long")
+    assert list(store.iter_shas()) == []
+    wider = IngestLimits(max_duration_s=10.0)
+    second = ingest_item(session, store, source, None, item, wider)
+    assert second.status == "accepted" and second.recording_id == first.recording_id
+    rec = session.get(Recording, first.recording_id)
+    assert rec is not None and rec.status == "accepted" and rec.reason_code is None
+    assert store_consistency(session, store) == ([], [])
+    assert ingest_item(session, store, source, None, item, wider).status == "unchanged"
+    assert ingest_item(session, store, source, None, item, TEST_LIMITS).status == "unchanged"
