@@ -41,9 +41,8 @@ from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
 from provenance.models import IngestionRun, QuarantineItem, Recording, Sighting, Source, utcnow
-from provenance.models.rights import CONSENT_PURPOSES
 from provenance.object_store import ObjectStore, crash_point
-from provenance.sources.base import SourceAdapter, SourceItem
+from provenance.sources.base import SourceAdapter, SourceItem, parse_consent
 from training.audio_io import (
     DEFAULT_CONTAINERS,
     DEFAULT_NEAR_DUPLICATE_BITS,
@@ -835,51 +834,6 @@ def _record_manifest_consent(
             evidence=f"{source_uri} :: {item.locator} :: consent={item.consent}"[:2000],
             dedupe_key=key,
         )
-
-
-_CONSENT_WORDS = {
-    "opt_in": "opt_in",
-    "optin": "opt_in",
-    "yes": "opt_in",
-    "true": "opt_in",
-    "granted": "opt_in",
-    "opt_out": "opt_out",
-    "optout": "opt_out",
-    "no": "opt_out",
-    "false": "opt_out",
-    "withdrawn": "opt_out",
-    "denied": "opt_out",
-}
-
-
-def parse_consent(value: str) -> list[tuple[str, str]]:
-    """A manifest consent cell → ``[(action, purpose)]``.
-
-    Grammar: ``;``-separated claims, each ``ACTION`` or ``ACTION:PURPOSE`` with
-    ACTION ``opt_in``/``opt_out`` (also ``opt-in``, ``yes``/``no``) and PURPOSE
-    one of ``any`` (default), ``training``, ``commercial_training``,
-    ``style_imitation``. Blank → no claim. Anything else raises ``ValueError``.
-    """
-    claims: list[tuple[str, str]] = []
-    for part in value.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        word, _, purpose = part.partition(":")
-        action = _CONSENT_WORDS.get(word.strip().lower().replace("-", "_").replace(" ", "_"))
-        purpose = purpose.strip().lower().replace("-", "_") or "any"
-        if action is None:
-            raise ValueError(
-                f"consent {value!r}: {word.strip()!r} is not an action; use opt_in or opt_out"
-            )
-        if purpose not in CONSENT_PURPOSES:
-            raise ValueError(
-                f"consent {value!r}: purpose {purpose!r} is not one of "
-                + ", ".join(CONSENT_PURPOSES)
-            )
-        if (action, purpose) not in claims:
-            claims.append((action, purpose))
-    return claims
 
 
 # =========================================================================== runs

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from provenance.models.rights import CONSENT_PURPOSES
+
 # Field names a manifest, sidecar or dataset row may use for each fact (first match wins).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "path": ("path", "uri", "file", "file_name", "filename"),
@@ -209,3 +211,48 @@ def open_source(
                 ".csv/.jsonl manifest"
             )
     return FolderSource(source_uri)
+
+
+_CONSENT_WORDS = {
+    "opt_in": "opt_in",
+    "optin": "opt_in",
+    "yes": "opt_in",
+    "true": "opt_in",
+    "granted": "opt_in",
+    "opt_out": "opt_out",
+    "optout": "opt_out",
+    "no": "opt_out",
+    "false": "opt_out",
+    "withdrawn": "opt_out",
+    "denied": "opt_out",
+}
+
+
+def parse_consent(value: str) -> list[tuple[str, str]]:
+    """A manifest consent cell → ``[(action, purpose)]``.
+
+    Grammar: ``;``-separated claims, each ``ACTION`` or ``ACTION:PURPOSE`` with
+    ACTION ``opt_in``/``opt_out`` (also ``opt-in``, ``yes``/``no``) and PURPOSE
+    one of ``any`` (default), ``training``, ``commercial_training``,
+    ``style_imitation``. Blank → no claim. Anything else raises ``ValueError``.
+    """
+    claims: list[tuple[str, str]] = []
+    for part in value.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        word, _, purpose = part.partition(":")
+        action = _CONSENT_WORDS.get(word.strip().lower().replace("-", "_").replace(" ", "_"))
+        purpose = purpose.strip().lower().replace("-", "_") or "any"
+        if action is None:
+            raise ValueError(
+                f"consent {value!r}: {word.strip()!r} is not an action; use opt_in or opt_out"
+            )
+        if purpose not in CONSENT_PURPOSES:
+            raise ValueError(
+                f"consent {value!r}: purpose {purpose!r} is not one of "
+                + ", ".join(CONSENT_PURPOSES)
+            )
+        if (action, purpose) not in claims:
+            claims.append((action, purpose))
+    return claims

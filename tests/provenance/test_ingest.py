@@ -22,7 +22,6 @@ from provenance.ingest import (
     IngestOutcome,
     ingest_item,
     ingest_source,
-    parse_consent,
     store_consistency,
     sweep_orphan_objects,
 )
@@ -40,6 +39,7 @@ from provenance.models import (
 )
 from provenance.object_store import ObjectStore
 from provenance.sources import EmptyManifestError, open_source
+from provenance.sources.base import parse_consent
 from tests.training.test_audio_io import synth_music, write_music
 
 # Limits small enough for tiny synthetic files: 1-6 s, under 1.5 MB.
