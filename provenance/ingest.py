@@ -95,7 +95,7 @@ class IngestLimits:
     """What ingestion accepts. Anything outside is quarantined with a reason code."""
 
     max_duration_s: float = 3600.0  # longer → too_long
-    min_duration_s: float = 1.0  # shorter → too_short
+    min_duration_s: float = 0.25  # shorter → too_short (a blip, not music)
     max_bytes: int = 2 * 1024**3  # larger → too_large (checked before reading)
     silence_dbfs: float = -80.0  # peak at or under this → all_silence
     near_duplicate_bits: int = DEFAULT_NEAR_DUPLICATE_BITS  # fingerprint Hamming threshold

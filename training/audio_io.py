@@ -334,8 +334,10 @@ def _measure(snd: sf.SoundFile, *, silence_amplitude: float) -> AudioFacts:
             "truncated_or_corrupt", f"decoding failed after {decoded} frames: {_short(exc)}"
         ) from exc
     mono_parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    # MP3 frame counts come from a Xing/Info header or an estimate; others are exact.
-    tolerance = max(2048, int(0.01 * declared)) if snd.format == "MP3" else 0
+    # PCM and FLAC frame counts are exact. An Ogg stream's is its last granule position,
+    # which real encoders overshoot by a few hundred frames; an MP3's comes from a Xing/Info
+    # header or an estimate. (A cut-off Ogg stream is caught by its missing EOS page.)
+    tolerance = {"MP3": max(2048, int(0.01 * declared)), "OGG": 8192}.get(snd.format, 0)
     if declared > 0 and decoded < declared - tolerance:
         raise AudioProbeError(
             "truncated_or_corrupt",

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             3600.0, "--max-duration", help="Quarantine audio longer than this (seconds)."
         ),
         min_duration: float = typer.Option(
-            1.0, "--min-duration", help="Quarantine audio shorter than this (seconds)."
+            0.25, "--min-duration", help="Quarantine audio shorter than this (seconds)."
         ),
         max_mb: float = typer.Option(
             2048.0, "--max-mb", help="Quarantine files larger than this (MiB), unread."
