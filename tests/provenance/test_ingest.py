@@ -432,3 +432,35 @@ def test_wider_limits_readmit_a_limit_quarantined_recording(
     assert store_consistency(session, store) == ([], [])
     assert ingest_item(session, store, source, None, item, wider).status == "unchanged"
     assert ingest_item(session, store, source, None, item, TEST_LIMITS).status == "unchanged"
+
+
+def test_ingest_a_saved_hf_dataset(session: Session, tmp_path: Path) -> None:
+    from datasets import Audio, Dataset
+
+    from provenance.ingest import get_or_create_source
+
+    write_music(tmp_path / "a.flac", 51, seconds=2.0)
+    (tmp_path / "bad.wav").write_text("not audio at all")
+    Dataset.from_dict(
+        {
+            "audio": [str(tmp_path / "a.flac"), str(tmp_path / "bad.wav")],
+            "artist": ["Ann", "Bob"],
+            "license": ["CC-BY-4.0", "CC-BY-4.0"],
+        }
+    ).cast_column("audio", Audio()).save_to_disk(str(tmp_path / "ds"))
+    adapter = open_source(str(tmp_path / "ds"))
+    source = get_or_create_source(session, adapter)
+    store = ObjectStore(str(tmp_path / "objects"))
+    outcomes = [ingest_item(session, store, source, None, item) for item in adapter.items()]
+    assert [(o.status, o.reason_code) for o in outcomes] == [
+        ("accepted", None),
+        ("quarantined", "not_audio"),
+    ]
+    rec = session.get(Recording, outcomes[0].recording_id)
+    assert rec is not None and rec.codec == "FLAC/PCM_16"
+    with store.open(rec.sha256) as f:
+        assert f.read() == (tmp_path / "a.flac").read_bytes()
+    (licence,) = session.scalars(
+        select(LicenceAssertion).where(LicenceAssertion.recording_id == rec.id)
+    )
+    assert licence.fact_source == "dataset"
