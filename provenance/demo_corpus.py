@@ -1,0 +1,331 @@
+"""The demo corpus: 29 real, attributed, licensed files from Debian packages and the music21
+corpus, gathered into one folder with a manifest the ingest flow reads.
+
+The facts (artist, licence, where each fact comes from, the decision a
+commercial policy must reach) live in ``provenance/data/demo_manifest.csv``,
+the project's own copy. :func:`build_demo_corpus` locates the Debian files
+(failing with the package to install when one is absent), copies them under
+the corpus folder, renders the six music21 scores to WAV with fluidsynth
+(cached), and writes ``manifest.csv`` with the columns the manifest adapter
+reads (``path, title, artists, licence, consent, source_url``) followed by
+the remaining facts.
+
+Artists: only named people are credited. A credit such as ``traditional
+(Essen collection; …)`` names nobody, so its ``artists`` cell is empty (the
+full credit is kept in ``artist_credit``); ``Name (Alias)`` credits ``Name``
+and records ``Alias`` in ``artist_aliases``; a parenthesised note that is not
+a single word (``(encoding John Miller 2000)``) is not an artist.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from provenance.settings import fairchord_home
+
+logger = logging.getLogger(__name__)
+
+DEMO_ROWS = 29
+DEMO_MANIFEST_NAME = "manifest.csv"
+DEBIAN_PREFIX = "debian:"
+SCORE_SOURCE_PREFIX = "music21-corpus"
+# Columns the ingest manifest adapter reads, then every remaining fact.
+MANIFEST_COLUMNS = (
+    "path",
+    "title",
+    "artists",
+    "licence",
+    "consent",
+    "source_url",
+    "artist_aliases",
+    "artist_credit",
+    "source",
+    "original_path",
+    "sha256",
+    "license_note",
+    "duration_s",
+    "format",
+    "attribution_source",
+    "expected_commercial_decision",
+)
+FACT_COLUMNS = (
+    "source",
+    "path",
+    "artist",
+    "license",
+    "license_note",
+    "title",
+    "duration_s",
+    "format",
+    "attribution_source",
+    "expected_commercial_decision",
+)
+MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/blob/master/music21/corpus/"
+DEBIAN_PACKAGE_URL = "https://packages.debian.org/"
+
+Progress = Callable[[str, int, int], None]  # (what is being done, done, total)
+
+
+class DemoCorpusError(RuntimeError):
+    """The demo corpus cannot be built."""
+
+
+class MissingDebianPackageError(DemoCorpusError):
+    """Files or tools of the demo corpus are absent; ``packages`` are the Debian packages."""
+
+    def __init__(self, packages: Sequence[str], detail: str) -> None:
+        self.packages = tuple(packages)
+        names = " ".join(self.packages)
+        super().__init__(
+            f"missing Debian package{'s' if len(self.packages) > 1 else ''} {names} ({detail}); "
+            f"install with: apt-get install -y --no-install-recommends {names}"
+        )
+
+
+@dataclass(frozen=True)
+class DemoFact:
+    """One row of ``provenance/data/demo_manifest.csv``."""
+
+    source: str
+    path: str
+    artist: str
+    license: str
+    license_note: str
+    title: str
+    duration_s: float
+    format: str
+    attribution_source: str
+    expected_commercial_decision: str
+
+    @property
+    def debian_package(self) -> str | None:
+        if self.source.startswith(DEBIAN_PREFIX):
+            return self.source.removeprefix(DEBIAN_PREFIX).strip()
+        return None
+
+    @property
+    def is_score(self) -> bool:
+        return self.source.startswith(SCORE_SOURCE_PREFIX)
+
+    @property
+    def expected_eligible(self) -> bool:
+        """True when a commercial policy must include the file."""
+        word = self.expected_commercial_decision.split()[0].lower()
+        if word not in ("include", "exclude"):
+            raise ValueError(
+                f"expected_commercial_decision {self.expected_commercial_decision!r} starts "
+                "with neither 'include' nor 'exclude'"
+            )
+        return word == "include"
+
+    @property
+    def source_url(self) -> str:
+        if self.debian_package:
+            return DEBIAN_PACKAGE_URL + self.debian_package
+        return MUSIC21_CORPUS_URL + self.path.partition("#")[0]
+
+
+def demo_facts_path() -> Path:
+    """The packaged facts file (``provenance/data/demo_manifest.csv``)."""
+    return Path(str(resources.files("provenance") / "data" / "demo_manifest.csv"))
+
+
+def load_demo_facts(path: Path | None = None) -> list[DemoFact]:
+    """Every row of the facts file, in order."""
+    text = (path or demo_facts_path()).read_text(encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in FACT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DemoCorpusError(f"demo facts file lacks column(s) {', '.join(missing)}")
+    facts = []
+    for row in reader:
+        v = {c: (row[c] or "").strip() for c in FACT_COLUMNS}
+        facts.append(
+            DemoFact(
+                source=v["source"],
+                path=v["path"],
+                artist=v["artist"],
+                license=v["license"],
+                license_note=v["license_note"],
+                title=v["title"],
+                duration_s=float(v["duration_s"]),
+                format=v["format"],
+                attribution_source=v["attribution_source"],
+                expected_commercial_decision=v["expected_commercial_decision"],
+            )
+        )
+    return facts
+
+
+_PARENTHESISED = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<inner>[^()]*)\)\s*$")
+
+
+def named_artists(credit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An artist credit → (named people, their aliases); see the module docstring."""
+    credit = credit.strip()
+    if not credit or credit.lower().startswith(("traditional", "anonymous", "unknown")):
+        return (), ()
+    match = _PARENTHESISED.match(credit)
+    if match is None:
+        return (credit,), ()
+    name, inner = match.group("name").strip(), match.group("inner").strip()
+    if not name:
+        return (), ()
+    aliases = (inner,) if inner and " " not in inner and ";" not in inner else ()
+    return (name,), aliases
+
+
+def default_demo_dir() -> Path:
+    return fairchord_home() / "corpus" / "demo"
+
+
+def missing_requirements(facts: Sequence[DemoFact], *, soundfont: Path) -> list[tuple[str, str]]:
+    """``(Debian package, what is missing)`` for every absent file or tool, package order kept."""
+    from training.render_scores import FLUIDSYNTH_PACKAGE, SOUNDFONT_PACKAGE
+
+    missing: dict[str, str] = {}
+    for fact in facts:
+        package = fact.debian_package
+        if package and not Path(fact.path).is_file() and package not in missing:
+            missing[package] = f"{fact.path} not found"
+    if any(f.is_score for f in facts):
+        if shutil.which("fluidsynth") is None:
+            missing[FLUIDSYNTH_PACKAGE] = "no fluidsynth executable"
+        if not soundfont.is_file():
+            missing[SOUNDFONT_PACKAGE] = f"{soundfont} not found"
+    return list(missing.items())
+
+
+def check_requirements(facts: Sequence[DemoFact], *, soundfont: Path) -> None:
+    """Raise :class:`MissingDebianPackageError` naming every absent package at once."""
+    missing = missing_requirements(facts, soundfont=soundfont)
+    if missing:
+        raise MissingDebianPackageError(
+            [package for package, _ in missing], "; ".join(what for _, what in missing)
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_verified(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` unless an identical copy is there; return its sha256."""
+    want = _sha256(src)
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and _sha256(dest) == want:
+        return want
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, partial)
+        got = _sha256(partial)
+        if got != want:
+            raise DemoCorpusError(f"copy of {src} changed while copying ({want} → {got})")
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return want
+
+
+def _manifest_row(fact: DemoFact, relative: str, sha256: str) -> dict[str, str]:
+    artists, aliases = named_artists(fact.artist)
+    return {
+        "path": relative,
+        "title": fact.title,
+        "artists": "; ".join(artists),
+        "licence": fact.license,
+        "consent": "",
+        "source_url": fact.source_url,
+        "artist_aliases": "; ".join(aliases),
+        "artist_credit": fact.artist,
+        "source": fact.source,
+        "original_path": fact.path,
+        "sha256": sha256,
+        "license_note": fact.license_note,
+        "duration_s": f"{fact.duration_s:g}",
+        "format": fact.format,
+        "attribution_source": fact.attribution_source,
+        "expected_commercial_decision": fact.expected_commercial_decision,
+    }
+
+
+def build_demo_corpus(
+    dest: Path | str | None = None,
+    *,
+    soundfont: Path | None = None,
+    facts: Sequence[DemoFact] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Build the demo corpus in ``dest`` (default ``$FAIRCHORD_HOME/corpus/demo``) and return
+    the path of its ``manifest.csv`` (paths relative to ``dest``).
+
+    Debian files are copied to ``dest/debian/<package>/``; scores are rendered to
+    ``dest/scores/<corpus path>[-N].wav`` and reused on the next build when nothing they
+    depend on changed. Safe to run again: unchanged files are neither copied nor rendered.
+    Raises :class:`MissingDebianPackageError` before touching anything when a package is
+    absent.
+    """
+    from training.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_score
+
+    soundfont = soundfont or DEFAULT_SOUNDFONT
+    facts = list(facts) if facts is not None else load_demo_facts()
+    if not facts:
+        raise DemoCorpusError("no demo facts to build a corpus from")
+    check_requirements(facts, soundfont=soundfont)
+    root = Path(dest).expanduser() if dest is not None else default_demo_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
+
+    rows: list[dict[str, str]] = []
+    for number, fact in enumerate(facts, start=1):
+        if progress is not None:
+            verb = "rendering" if fact.is_score else "copying"
+            progress(f"{verb} {fact.path}", number - 1, len(facts))
+        if fact.debian_package:
+            src = Path(fact.path)
+            relative = f"debian/{fact.debian_package}/{src.name}"
+            sha = _copy_verified(src, root / relative)
+        elif fact.is_score:
+            ref = ScoreRef.parse(fact.path)
+            relative = f"scores/{ref.wav_name()}"
+            rendered = render_score(str(ref), root / relative, soundfont=soundfont)
+            sha = rendered.sha256
+        else:
+            raise DemoCorpusError(
+                f"demo fact {fact.path!r} has source {fact.source!r}; expected "
+                f"'{DEBIAN_PREFIX}<package>' or '{SCORE_SOURCE_PREFIX} …'"
+            )
+        rows.append(_manifest_row(fact, relative, sha))
+    if progress is not None:
+        progress("writing manifest", len(facts), len(facts))
+
+    manifest = root / DEMO_MANIFEST_NAME
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    partial = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+    partial.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(partial, manifest)
+    logger.info("demo corpus: %d files, manifest %s", len(rows), manifest)
+    return manifest
+
+
+def read_demo_manifest(manifest: Path) -> list[dict[str, str]]:
+    """The rows of a built corpus's manifest."""
+    with open(manifest, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
