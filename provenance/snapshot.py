@@ -33,7 +33,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,16 +47,13 @@ from provenance.models import (
     utcnow,
 )
 
+if TYPE_CHECKING:
+    from provenance.policies import Policy
+
 logger = logging.getLogger(__name__)
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 RUN_STATUSES = ("snapshotted", "training", "finished", "failed", "interrupted")
-
-
-class PolicyLike(Protocol):
-    name: str
-    version: str
-    sha256: str
 
 
 # --- Merkle tree -------------------------------------------------------------------------------
@@ -150,7 +147,7 @@ def verify_proof(leaf: str, proof: Sequence[ProofStep | list[str]], root: str) -
 def freeze_snapshot(
     session: Session,
     *,
-    policy: PolicyLike,
+    policy: Policy,
     config_name: str,
     config: dict[str, Any],
     feature_set_id: int | None,

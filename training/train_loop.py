@@ -455,65 +455,73 @@ def train(
     global_batch = config.batch_size * world
     net.train()
     t_start, seen = time.perf_counter(), 0
-    while step < end:
-        # This rank's slice of the global batch: same global order on every rank.
-        rows = order.take(global_batch)[rank * config.batch_size : (rank + 1) * config.batch_size]
-        mel, mask, cond = train_data.crop_batch(
-            rows, crop_frames=config.crop_frames, generator=noise_gen
-        )
-        x0 = denoiser.normalize(mel).to(dev)
+    try:
+        while step < end:
+            # This rank's slice of the global batch: same global order on every rank.
+            rows = order.take(global_batch)[
+                rank * config.batch_size : (rank + 1) * config.batch_size
+            ]
+            mel, mask, cond = train_data.crop_batch(
+                rows, crop_frames=config.crop_frames, generator=noise_gen
+            )
+            x0 = denoiser.normalize(mel).to(dev)
 
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        loss = denoiser.loss(
-            x0,
-            cond.to(dev),
-            generator=noise_gen,
-            cond_dropout=config.cond_dropout,
-            mask=mask.to(dev),
-        ).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # DDP averages gradients across ranks here
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        optimizer.step()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            loss = denoiser.loss(
+                x0,
+                cond.to(dev),
+                generator=noise_gen,
+                cond_dropout=config.cond_dropout,
+                mask=mask.to(dev),
+            ).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # DDP averages gradients across ranks here
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            optimizer.step()
 
-        # EMA with the usual warm-up, so early checkpoints are not dominated by the init.
-        decay = min(config.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema_net.parameters(), net.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
-            for b_ema, b in zip(ema_net.buffers(), net.buffers(), strict=True):
-                b_ema.copy_(b)
+            # EMA with the usual warm-up, so early checkpoints are not dominated by the init.
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for p_ema, p in zip(ema_net.parameters(), net.parameters(), strict=True):
+                    p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(ema_net.buffers(), net.buffers(), strict=True):
+                    b_ema.copy_(b)
 
-        step += 1
-        seen += global_batch
-        loss_value = float(loss.detach())
-        if distributed:
-            import torch.distributed as dist
+            step += 1
+            seen += global_batch
+            loss_value = float(loss.detach())
+            if distributed:
+                import torch.distributed as dist
 
-            reduced = torch.tensor([loss_value], dtype=torch.float64)
-            dist.all_reduce(reduced)
-            loss_value = float(reduced) / world
-        window_sum, window_count = window_sum + loss_value, window_count + 1
-        if step % config.log_every == 0:
-            loss_history.append((step, window_sum / window_count))
-            window_sum, window_count = 0.0, 0
-        if bar is not None:
-            rate = seen / max(1e-9, time.perf_counter() - t_start)
-            bar.set_postfix(loss=f"{loss_value:.4f}", seg_s=f"{rate:.1f}", refresh=False)
-            bar.update(1)
+                reduced = torch.tensor([loss_value], dtype=torch.float64)
+                dist.all_reduce(reduced)
+                loss_value = float(reduced) / world
+            window_sum, window_count = window_sum + loss_value, window_count + 1
+            if step % config.log_every == 0:
+                loss_history.append((step, window_sum / window_count))
+                window_sum, window_count = 0.0, 0
+            if bar is not None:
+                rate = seen / max(1e-9, time.perf_counter() - t_start)
+                bar.set_postfix(loss=f"{loss_value:.4f}", seg_s=f"{rate:.1f}", refresh=False)
+                bar.update(1)
 
-        if step % config.eval_every == 0 or step == config.max_steps:
-            if val_data is not None and len(val_data) and is_main:
-                val_history.append((step, validation_loss(ema_denoiser, val_data, config)))
-            if is_main:
-                save_loss_plot(out / "plots" / "loss.png", loss_history, val_history)
-        if config.sample_every and step % config.sample_every == 0 and step < config.max_steps:
-            samples(step)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
+            if step % config.eval_every == 0 or step == config.max_steps:
+                if val_data is not None and len(val_data) and is_main:
+                    val_history.append((step, validation_loss(ema_denoiser, val_data, config)))
+                if is_main:
+                    save_loss_plot(out / "plots" / "loss.png", loss_history, val_history)
+            if config.sample_every and step % config.sample_every == 0 and step < config.max_steps:
+                samples(step)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
+                checkpoint(final=False)
+    except KeyboardInterrupt:
+        # Steps are atomic here, so the state between two steps is exactly resumable.
+        if not distributed and last_checkpoint_step != step:
+            logger.warning("interrupted at step %d: writing a resumable checkpoint", step)
             checkpoint(final=False)
-
+        raise
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t_start

@@ -216,8 +216,8 @@ def test_loader_refuses_rows_whose_content_differs_from_the_snapshot(tmp_path: P
 def _seed_catalog(session: Session, t0: dt.datetime) -> dict[str, int]:
     from provenance.consent import ConsentSubject, record_consent
     from provenance.licences import record_licence
-
     from provenance.models import Recording
+    from provenance.parties import add_credit, get_or_create_party
 
     ids = {}
     for name in ("alpha", "planted", "gamma"):
@@ -232,6 +232,8 @@ def _seed_catalog(session: Session, t0: dt.datetime) -> dict[str, int]:
         session.flush()
         ids[name] = rec.id
         record_licence(session, recording_id=rec.id, declared="CC0-1.0", asserted_by="test")
+        artist = get_or_create_party(session, f"Artist {name}")
+        add_credit(session, recording_id=rec.id, party_id=artist.id, role="artist")
         # Opted in (so the test holds for opt-in-required and not-opted-out policies alike).
         record_consent(
             session,
@@ -259,9 +261,8 @@ def test_snapshot_excludes_opted_out_and_later_opt_outs_do_not_change_it(
         "provenance.eligibility", reason="the eligibility layer (issue 2) is not merged yet"
     )
     from provenance.consent import ConsentSubject, record_consent
-
     from provenance.features import get_or_create_feature_set
-    from provenance.models import AuditEvent, FeatureSetRecording, TrainingRunMember
+    from provenance.models import AuditEvent, FeatureSetRecording, TrainingRunMember, utcnow
     from provenance.policies import load_policy
     from provenance.snapshot import (
         freeze_snapshot,
@@ -271,7 +272,8 @@ def test_snapshot_excludes_opted_out_and_later_opt_outs_do_not_change_it(
         verify_snapshot,
     )
 
-    t0 = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    # Licences are asserted "now", so the snapshot is taken just after.
+    t0 = utcnow() + dt.timedelta(minutes=1)
     ids = _seed_catalog(session, t0)
     policy = load_policy("commercial")
     root = tmp_path / "features"
