@@ -110,7 +110,7 @@ def test_cli_ingest_json_strict_and_bad_input(
     monkeypatch.setenv("FAIRCHORD_DB_URL", db_url)
     corpus = build_bad_corpus(tmp_path)
     runner = CliRunner()
-    limits = ["--max-duration", "6", "--max-mb", str(1_500_000 / 2**20)]
+    limits = ["--max-duration", "6", "--min-duration", "1", "--max-mb", str(1_500_000 / 2**20)]
     result = runner.invoke(app, ["ingest", str(corpus.manifest), "--json", *limits])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -122,5 +122,5 @@ def test_cli_ingest_json_strict_and_bad_input(
     assert result.exit_code == 2 and "no data rows" in result.stderr
     result = runner.invoke(app, ["ingest", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "does not exist" in result.stderr
-    result = runner.invoke(app, ["ingest", str(corpus.root), "--min-duration", "9", *limits])
+    result = runner.invoke(app, ["ingest", str(corpus.root), *limits, "--min-duration", "9"])
     assert result.exit_code == 2 and "min_duration_s" in result.stderr
