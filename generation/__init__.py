@@ -1,0 +1,1 @@
+"""Generation with safeguards: similarity gate, index, calibration."""
