@@ -1,27 +1,300 @@
-"""`fairchord audit`: prove what the record says, and that nobody rewrote it."""
+"""`fairchord audit`: what a checkpoint learned from, whether it still holds, tamper checks."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+from rich.table import Table
+from sqlalchemy.orm import Session
 
-from flows.cli.common import EXIT_FAILED, console, err_console, print_json, session_scope
-from provenance.audit_log import verify_chain
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    console,
+    err_console,
+    fail,
+    print_json,
+    session_scope,
+)
 
-audit_app = typer.Typer(help="Audit the provenance record.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from provenance.audit.licence_report import LicenceReport
+
+audit_app = typer.Typer(
+    help="Audit training data: licences, consent, taint, attribution, export, integrity.",
+    no_args_is_help=True,
+)
+
+# `audit taint` exits with this when any checkpoint is tainted, so schedulers can alert.
+EXIT_TAINTED = 4
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+def _reports(session: Session, checkpoint: str | None, all_: bool) -> list[LicenceReport]:
+    from sqlalchemy import select
+
+    from provenance.audit.licence_report import build_licence_report
+    from provenance.audit.members import UnknownCheckpoint, latest_checkpoint, resolve_checkpoint
+    from provenance.models import Checkpoint
+
+    try:
+        if all_:
+            ckpts = list(session.execute(select(Checkpoint).order_by(Checkpoint.id)).scalars())
+        elif checkpoint:
+            ckpts = [resolve_checkpoint(session, checkpoint)]
+        else:
+            ckpts = [latest_checkpoint(session)]
+    except UnknownCheckpoint as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    return [build_licence_report(session, c) for c in ckpts]
+
+
+_CSV_COLUMNS = [
+    "checkpoint_id",
+    "recording_id",
+    "sha256",
+    "title",
+    "artists",
+    "declared_licence",
+    "concluded_at_snapshot",
+    "concluded_now",
+    "consent_at_snapshot",
+    "consent_now",
+    "policy",
+    "policy_version",
+    "minutes",
+    "taint_reasons",
+]
+
+
+@audit_app.command("licenses")
+def licenses(
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint id or sha256 prefix (default: the newest)."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Every checkpoint."),
+    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+) -> None:
+    """Every member of a checkpoint's snapshot with its licence and consent (then and now),
+    totals, obligations and the verdict: clean, or tainted with reasons."""
+    with session_scope() as session:
+        reports = _reports(session, checkpoint, all_)
+        if fmt is ReportFormat.html:
+            from provenance.audit.html_report import render_html
+
+            if len(reports) != 1:
+                fail("--format html takes one checkpoint; drop --all", EXIT_BAD_INPUT)
+            text = render_html(session, reports[0])
+        elif fmt is ReportFormat.json:
+            text = json.dumps([r.to_dict() for r in reports], indent=2, default=str) + "\n"
+        elif fmt is ReportFormat.csv:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
+            writer.writeheader()
+            for r in reports:
+                for m in r.members:
+                    writer.writerow(
+                        {
+                            "checkpoint_id": r.checkpoint_id,
+                            "recording_id": m.recording_id,
+                            "sha256": m.sha256,
+                            "title": m.title or "",
+                            "artists": "; ".join(m.artists),
+                            "declared_licence": m.declared_licence or "",
+                            "concluded_at_snapshot": m.concluded_at_snapshot,
+                            "concluded_now": m.concluded_now or "",
+                            "consent_at_snapshot": m.consent_at_snapshot,
+                            "consent_now": m.consent_now,
+                            "policy": r.policy,
+                            "policy_version": r.policy_version_at_snapshot,
+                            "minutes": f"{m.minutes:.3f}",
+                            "taint_reasons": "; ".join(m.taint_reasons),
+                        }
+                    )
+            text = buffer.getvalue()
+        else:
+            text = ""
+    if fmt is ReportFormat.table:
+        for r in reports:
+            _print_table(r)
+        return
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+def _print_table(report: LicenceReport) -> None:
+    colour = "green" if report.verdict == "clean" else "red"
+    table = Table(
+        title=(
+            f"checkpoint {report.checkpoint_id} · run {report.training_run_id} · policy "
+            f"{report.policy} v{report.policy_version_at_snapshot} · "
+            f"[{colour}]{report.verdict}[/{colour}]"
+        )
+    )
+    for column in ("sha256", "title", "artists", "licence", "consent then", "consent now", "min"):
+        table.add_column(column)
+    table.add_column("taint", style="red")
+    for m in report.members:
+        table.add_row(
+            m.sha256[:12],
+            m.title or "",
+            ", ".join(m.artists) or "—",
+            m.concluded_at_snapshot,
+            m.consent_at_snapshot,
+            m.consent_now,
+            f"{m.minutes:.1f}",
+            "; ".join(m.taint_reasons),
+        )
+    console.print(table)
+    console.print(
+        "by licence: "
+        + ", ".join(f"{k} {v['minutes']:.1f} min" for k, v in report.totals_by_licence.items())
+    )
+    console.print("obligations: " + (", ".join(report.obligations) or "none"))
+
+
+@audit_app.command("taint")
+def taint(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List tainted checkpoints: members opted out of training since the snapshot, or whose
+    licence was re-assessed to one the run's policy now rejects. Exits 4 when any is tainted."""
+    from sqlalchemy import select
+
+    from provenance.audit.taint import tainted_runs
+    from provenance.models import Checkpoint
+
+    with session_scope() as session:
+        findings = tainted_runs(session)
+        out: list[dict[str, Any]] = []
+        for finding in findings:
+            ckpts = session.execute(
+                select(Checkpoint.id, Checkpoint.sha256).where(
+                    Checkpoint.training_run_id == finding.training_run_id
+                )
+            ).all()
+            out.append(
+                {
+                    "training_run_id": finding.training_run_id,
+                    "policy": finding.policy,
+                    "checkpoints": [{"id": i, "sha256": s} for i, s in ckpts],
+                    "members": [
+                        {
+                            "recording_id": m.recording_id,
+                            "sha256": m.sha256,
+                            "reasons": m.reasons,
+                            "consent_event_ids": m.event_ids,
+                            "licence_assertion_ids": m.assertion_ids,
+                        }
+                        for m in finding.members
+                    ],
+                }
+            )
+    if as_json:
+        print_json(out)
+    elif not out:
+        console.print("no tainted checkpoints")
+    else:
+        for item in out:
+            ids = ", ".join(str(c["id"]) for c in item["checkpoints"]) or "none yet"
+            console.print(
+                f"[red]tainted[/red]: training run {item['training_run_id']} "
+                f"(policy {item['policy']}), checkpoints {ids}"
+            )
+            for m in item["members"]:
+                console.print(
+                    f"  recording {m['recording_id']} {m['sha256'][:12]}: {'; '.join(m['reasons'])}"
+                    f" (consent events {m['consent_event_ids']}, "
+                    f"licence assertions {m['licence_assertion_ids']})"
+                )
+    if out:
+        raise typer.Exit(EXIT_TAINTED)
+
+
+@audit_app.command("attribution")
+def attribution(
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Checkpoint id or sha256."),
+    out: Path | None = typer.Option(None, "--out", help="Write the credits file here."),
+) -> None:
+    """Write a credits file (title, artist, licence + URL, source) for every member whose
+    licence requires attribution."""
+    from provenance.audit.attribution import attribution_text
+
+    with session_scope() as session:
+        (report,) = _reports(session, checkpoint, False)
+        text = attribution_text(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@audit_app.command("export")
+def export(
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Checkpoint id or sha256."),
+    fmt: str = typer.Option("croissant", "--format", help="Export format (croissant)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the JSON-LD here."),
+) -> None:
+    """Describe the training snapshot as Croissant 1.1 JSON-LD (per-file sha256 and
+    contentUrl, SPDX licence URLs, PROV provenance, a record set of members)."""
+    from provenance.audit.croissant import croissant_snapshot
+
+    if fmt != "croissant":
+        fail(f"unknown export format {fmt!r}; allowed: croissant", EXIT_BAD_INPUT)
+    with session_scope() as session:
+        (report,) = _reports(session, checkpoint, False)
+        doc = croissant_snapshot(report)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
 
 
 @audit_app.command("verify")
 def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Walk the hash chain of the audit log; exit 1 naming every bad row."""
+    """Check the audit log's hash chain, every stored object, every shard against its manifest,
+    and every checkpoint and index against its recorded digest. Exit 1 naming each problem."""
+    from provenance.audit.integrity import verify_everything
+
     with session_scope() as session:
-        rows, problems = verify_chain(session)
+        report = verify_everything(session)
     if as_json:
-        print_json({"audit_log_rows": rows, "problems": [str(p) for p in problems]})
-    elif not problems:
-        console.print(f"audit log: {rows} rows, chain intact")
-    for problem in problems:
+        print_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "problems": [str(d) for d in report.discrepancies],
+            }
+        )
+    else:
+        console.print(
+            "checked: " + ", ".join(f"{count} {kind}" for kind, count in report.checked.items())
+        )
+        if report.ok:
+            console.print("[green]everything matches its recorded digest[/green]")
+    for problem in report.discrepancies:
         err_console.print(f"[red]{problem}[/red]", highlight=False)
-    if problems:
+    if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
 

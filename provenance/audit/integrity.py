@@ -1,0 +1,159 @@
+"""Check every stored artefact against the digest the provenance DB recorded for it.
+
+Covers the audit log's hash chain, every original in the object store, every
+feature shard (and its manifest), every checkpoint and every gate index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import fsspec
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provenance.audit_log import verify_chain
+from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    kind: str  # audit_log | object | shard | manifest | checkpoint | index
+    ref: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref}: {self.detail}"
+
+
+@dataclass
+class IntegrityReport:
+    checked: dict[str, int]
+    discrepancies: list[Discrepancy]
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+
+def sha256_uri(uri: str) -> str:
+    """Stream a file (local path or fsspec URI) through sha256."""
+    digest = hashlib.sha256()
+    with fsspec.open(uri, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_digest(kind: str, ref: str, uri: str | None, expected: str) -> Discrepancy | None:
+    if not uri:
+        return Discrepancy(kind, ref, "no stored location recorded")
+    try:
+        actual = sha256_uri(uri)
+    except FileNotFoundError:
+        return Discrepancy(kind, ref, f"missing file {uri}")
+    except OSError as exc:
+        return Discrepancy(kind, ref, f"unreadable {uri}: {exc}")
+    if actual != expected:
+        return Discrepancy(kind, ref, f"sha256 {actual[:16]}… != recorded {expected[:16]}…")
+    return None
+
+
+def _objects(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    rows = session.execute(
+        select(Recording.id, Recording.object_uri, Recording.sha256).where(
+            Recording.object_uri.is_not(None)
+        )
+    )
+    for rid, uri, sha in rows:
+        yield f"recording {rid}", uri, sha
+
+
+def _shards(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    for shard in session.execute(select(FeatureShard).order_by(FeatureShard.id)).scalars():
+        yield f"feature set {shard.feature_set_id} shard {shard.uri}", shard.uri, shard.sha256
+
+
+def _manifests(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    for fs in session.execute(select(FeatureSet).order_by(FeatureSet.id)).scalars():
+        if fs.manifest_sha256:
+            yield f"feature set {fs.id} manifest", fs.manifest_uri, fs.manifest_sha256
+
+
+def _checkpoints(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    for ckpt in session.execute(select(Checkpoint).order_by(Checkpoint.id)).scalars():
+        yield str(ckpt.id), ckpt.uri, ckpt.sha256
+
+
+def _indexes(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
+        yield str(index.id), index.uri, index.sha256
+
+
+def _manifest_shards(session: Session) -> list[Discrepancy]:
+    """Every shard a manifest lists must be the one the DB recorded, with the same digest."""
+    found = []
+    for fs in session.execute(select(FeatureSet).order_by(FeatureSet.id)).scalars():
+        if not fs.manifest_uri:
+            continue
+        try:
+            with fsspec.open(fs.manifest_uri, "rt", encoding="utf-8") as handle:
+                manifest = json.load(handle)
+        except (OSError, ValueError) as exc:
+            found.append(Discrepancy("manifest", f"feature set {fs.id}", f"unreadable: {exc}"))
+            continue
+        recorded = {
+            s.uri.rsplit("/", 1)[-1]: s.sha256
+            for s in session.execute(
+                select(FeatureShard).where(FeatureShard.feature_set_id == fs.id)
+            ).scalars()
+        }
+        for entry in manifest.get("shards", []):
+            name = str(entry.get("path") or entry.get("uri") or entry.get("name", "")).rsplit(
+                "/", 1
+            )[-1]
+            if name in recorded and entry.get("sha256") != recorded[name]:
+                found.append(
+                    Discrepancy(
+                        "manifest",
+                        f"feature set {fs.id} shard {name}",
+                        "manifest digest differs from the recorded one",
+                    )
+                )
+    return found
+
+
+CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = {
+    "object": _objects,
+    "shard": _shards,
+    "manifest": _manifests,
+    "checkpoint": _checkpoints,
+    "index": _indexes,
+}
+
+
+def verify_everything(
+    session: Session, *, progress: Callable[[str], None] | None = None
+) -> IntegrityReport:
+    checked: dict[str, int] = {}
+    discrepancies: list[Discrepancy] = []
+    rows, problems = verify_chain(session)
+    checked["audit_log"] = rows
+    discrepancies.extend(Discrepancy("audit_log", f"row {p.row_id}", p.kind) for p in problems)
+    for kind, rows_of in CHECKS.items():
+        count = 0
+        for ref, uri, expected in rows_of(session):
+            count += 1
+            if progress:
+                progress(ref)
+            problem = _check_digest(kind, ref, uri, expected)
+            if problem:
+                discrepancies.append(problem)
+        checked[kind] = count
+    discrepancies.extend(_manifest_shards(session))
+    return IntegrityReport(checked=checked, discrepancies=discrepancies)

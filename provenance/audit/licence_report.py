@@ -1,0 +1,117 @@
+"""The licence report for one checkpoint: members, totals, obligations and a verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from provenance.audit.members import MemberRow, member_rows
+from provenance.audit.taint import RunTaint, run_taint
+from provenance.models import Checkpoint, TrainingRun, utcnow
+from provenance.policies import load_policy
+
+# Obligations that follow from a licence id found in a concluded expression.
+_ATTRIBUTION = re.compile(r"^(CC-BY|GPL|LGPL|AGPL|MIT|BSD|Apache|OFL|Artistic)", re.IGNORECASE)
+_SHARE_ALIKE = re.compile(r"^(CC-BY(-NC)?-SA|GPL|LGPL|AGPL|OFL)", re.IGNORECASE)
+_LICENCE_IDS = re.compile(r"[A-Za-z0-9.+\-]+")
+_OPERATORS = {"AND", "OR", "WITH"}
+
+
+def licence_ids(expression: str) -> list[str]:
+    """The licence ids named in an SPDX expression (operators and parentheses dropped)."""
+    return [t for t in _LICENCE_IDS.findall(expression or "") if t.upper() not in _OPERATORS]
+
+
+def obligations(expression: str) -> list[str]:
+    found = []
+    for lid in licence_ids(expression):
+        if _ATTRIBUTION.match(lid):
+            found.append(f"attribution:{lid}")
+        if _SHARE_ALIKE.match(lid):
+            found.append(f"share_alike:{lid}")
+    return sorted(set(found))
+
+
+def licence_url(licence_id: str) -> str | None:
+    if licence_id.startswith("LicenseRef-") or licence_id in {"NOASSERTION", "NONE"}:
+        return None
+    return f"https://spdx.org/licenses/{licence_id}.html"
+
+
+@dataclass
+class LicenceReport:
+    checkpoint_id: int
+    checkpoint_sha256: str
+    training_run_id: int
+    policy: str
+    policy_version_at_snapshot: str
+    policy_version_now: str
+    snapshot_at: dt.datetime
+    snapshot_digest: str | None
+    generated_at: dt.datetime
+    members: list[MemberRow]
+    totals_by_licence: dict[str, dict[str, float]]
+    totals_by_consent: dict[str, int]
+    totals_by_artist: dict[str, dict[str, float]]
+    obligations: dict[str, list[str]]
+    verdict: str
+    taint: RunTaint
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["taint"] = {
+            "tainted": self.taint.tainted,
+            "members": [asdict(m) for m in self.taint.members],
+        }
+        return out
+
+
+def build_licence_report(
+    session: Session, checkpoint: Checkpoint, *, now: dt.datetime | None = None
+) -> LicenceReport:
+    now = now or utcnow()
+    run = session.get(TrainingRun, checkpoint.training_run_id)
+    assert run is not None, "checkpoint without its training run"
+    policy = load_policy(run.policy_name)
+    taint = run_taint(session, run, now=now, policy=policy)
+    reasons_by_recording = {m.recording_id: m.reasons for m in taint.members}
+    rows = member_rows(session, run)
+    by_licence: dict[str, dict[str, float]] = defaultdict(lambda: {"recordings": 0, "minutes": 0.0})
+    by_artist: dict[str, dict[str, float]] = defaultdict(lambda: {"recordings": 0, "minutes": 0.0})
+    by_consent: Counter[str] = Counter()
+    needs: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        # Members whose consent has not changed since the snapshot keep its state.
+        row.consent_now = taint.consent_now.get(row.recording_id, row.consent_at_snapshot)
+        row.taint_reasons = reasons_by_recording.get(row.recording_id, [])
+        by_licence[row.concluded_at_snapshot]["recordings"] += 1
+        by_licence[row.concluded_at_snapshot]["minutes"] += row.minutes
+        by_consent[row.consent_now] += 1
+        for artist in row.artists or ["(no named artist)"]:
+            by_artist[artist]["recordings"] += 1
+            by_artist[artist]["minutes"] += row.minutes
+        for obligation in obligations(row.concluded_at_snapshot):
+            needs[obligation].append(row.sha256)
+    return LicenceReport(
+        checkpoint_id=checkpoint.id,
+        checkpoint_sha256=checkpoint.sha256,
+        training_run_id=run.id,
+        policy=run.policy_name,
+        policy_version_at_snapshot=run.policy_version,
+        policy_version_now=policy.version,
+        snapshot_at=run.snapshot_at,
+        snapshot_digest=run.members_digest,
+        generated_at=now,
+        members=rows,
+        totals_by_licence=dict(by_licence),
+        totals_by_consent=dict(by_consent),
+        totals_by_artist=dict(by_artist),
+        obligations={k: sorted(v) for k, v in sorted(needs.items())},
+        verdict="tainted" if taint.tainted else "clean",
+        taint=taint,
+    )

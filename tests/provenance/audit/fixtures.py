@@ -1,0 +1,116 @@
+"""A small recorded training run, built through the provenance API, for audit tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenance.consent import ConsentSubject, current_consent
+from provenance.licences import record_licence
+from provenance.parties import add_credit, get_or_create_party
+from sqlalchemy.orm import Session
+
+from provenance.models import Checkpoint, Recording, Source, TrainingRun, TrainingRunMember
+from provenance.policies import load_policy
+
+SNAPSHOT_AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+# (title, artist, licence, seconds)
+MEMBERS = [
+    ("Caribbean", "Will Savino", "CC-BY-SA-3.0", 62.3),
+    ("Ivory Tower", "Will Savino", "CC-BY-SA-3.0", 63.8),
+    ("Breaking the Chains", "Mattias Westlund", "GPL-2.0-or-later", 214.0),
+]
+
+
+@dataclass
+class RecordedRun:
+    run: TrainingRun
+    checkpoint: Checkpoint
+    recordings: list[Recording]
+    objects: dict[int, Path]
+
+
+def build_recorded_run(session: Session, root: Path) -> RecordedRun:
+    policy = load_policy("commercial")
+    source = Source(uri=f"file://{root}/music", kind="folder")
+    session.add(source)
+    session.flush()
+    recordings = []
+    objects = {}
+    for i, (title, artist, licence, seconds) in enumerate(MEMBERS):
+        payload = f"audio bytes {i} {title}".encode()
+        sha = hashlib.sha256(payload).hexdigest()
+        path = root / "objects" / sha[:2] / sha
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+        rec = Recording(
+            sha256=sha,
+            size_bytes=len(payload),
+            title=title,
+            duration_s=seconds,
+            sample_rate=44100,
+            channels=2,
+            codec="OGG/VORBIS",
+            object_uri=str(path),
+            source_id=source.id,
+            source_url=f"https://example.org/{i}",
+            created_at=SNAPSHOT_AT - dt.timedelta(days=30),
+        )
+        session.add(rec)
+        session.flush()
+        party = get_or_create_party(session, artist)
+        add_credit(session, recording_id=rec.id, party_id=party.id, role="artist")
+        record_licence(session, recording_id=rec.id, declared=licence, asserted_by="test")
+        recordings.append(rec)
+        objects[rec.id] = path
+    # Licence assertions are stamped "now"; the run must postdate them to be a fair snapshot.
+    snapshot_at = max(SNAPSHOT_AT, dt.datetime.now(dt.UTC))
+    run = TrainingRun(
+        policy_name=policy.name,
+        policy_version=policy.version,
+        policy_sha256=policy.sha256,
+        config_name="debug",
+        config={},
+        snapshot_at=snapshot_at,
+        members_digest="d" * 64,
+        member_count=len(recordings),
+        status="finished",
+    )
+    session.add(run)
+    session.flush()
+    from provenance.licences import current_licence
+
+    for rec in recordings:
+        assertion = current_licence(session, rec.id)
+        assert assertion is not None
+        state = current_consent(
+            session, ConsentSubject("recording", rec.id), "commercial_training", at=snapshot_at
+        )
+        session.add(
+            TrainingRunMember(
+                training_run_id=run.id,
+                recording_id=rec.id,
+                sha256=rec.sha256,
+                concluded_licence=assertion.concluded,
+                licence_assertion_id=assertion.id,
+                consent_state=state.state,
+                consent_event_id=state.event_id,
+                leaf_hash=hashlib.sha256(rec.sha256.encode()).hexdigest(),
+            )
+        )
+    ckpt_path = root / "runs" / str(run.id) / "model.safetensors"
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_path.write_bytes(b"checkpoint weights")
+    checkpoint = Checkpoint(
+        training_run_id=run.id,
+        sha256=hashlib.sha256(ckpt_path.read_bytes()).hexdigest(),
+        uri=str(ckpt_path),
+        step=10,
+        is_final=True,
+    )
+    session.add(checkpoint)
+    session.flush()
+    return RecordedRun(run, checkpoint, recordings, objects)

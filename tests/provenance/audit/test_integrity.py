@@ -1,0 +1,94 @@
+"""`audit verify` finds a corrupted object, shard, log row and checkpoint, each by name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from provenance.audit.integrity import verify_everything
+from provenance.models import FeatureSet, FeatureShard
+from tests.provenance.audit.fixtures import build_recorded_run
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _add_feature_set(session: Session, root: Path) -> Path:
+    shard = root / "features" / "shard-00000.arrow"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"arrow stream bytes")
+    sha = hashlib.sha256(shard.read_bytes()).hexdigest()
+    manifest = root / "features" / "manifest.json"
+    manifest.write_text(json.dumps({"shards": [{"path": shard.name, "sha256": sha, "rows": 1}]}))
+    fs = FeatureSet(
+        mel_config_hash="c" * 64,
+        mel_config={},
+        root_uri=str(shard.parent),
+        manifest_uri=str(manifest),
+        manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+    )
+    session.add(fs)
+    session.flush()
+    session.add(FeatureShard(feature_set_id=fs.id, uri=str(shard), sha256=sha, rows=1))
+    session.flush()
+    return shard
+
+
+def _tamper_log_row(session: Session, row_id: int) -> None:
+    """Edit an audit_log row behind the triggers' back, as an attacker with DB access would."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DROP TRIGGER audit_log_no_update"))
+        session.execute(
+            text("UPDATE audit_log SET actor = 'mallory' WHERE id = :id"), {"id": row_id}
+        )
+        session.execute(
+            text(
+                "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'append-only table audit_log: UPDATE rejected'); END"
+            )
+        )
+    else:
+        session.execute(text("SET LOCAL session_replication_role = replica"))
+        session.execute(
+            text("UPDATE audit_log SET actor = 'mallory' WHERE id = :id"), {"id": row_id}
+        )
+        session.execute(text("SET LOCAL session_replication_role = origin"))
+
+
+def test_everything_intact(session: Session, tmp_path: Path) -> None:
+    build_recorded_run(session, tmp_path)
+    _add_feature_set(session, tmp_path)
+    report = verify_everything(session)
+    assert report.ok, report.discrepancies
+    assert report.checked["object"] == 3 and report.checked["checkpoint"] == 1
+    assert report.checked["shard"] == 1 and report.checked["audit_log"] > 0
+
+
+def test_each_kind_of_tamper_is_found(session: Session, tmp_path: Path) -> None:
+    recorded = build_recorded_run(session, tmp_path)
+    shard = _add_feature_set(session, tmp_path)
+    victim = recorded.recordings[1]
+    _flip_byte(recorded.objects[victim.id])
+    _flip_byte(shard)
+    _flip_byte(Path(recorded.checkpoint.uri))
+    _tamper_log_row(session, 2)
+    problems = [str(d) for d in verify_everything(session).discrepancies]
+    assert any(p.startswith(f"object recording {victim.id}:") for p in problems), problems
+    assert any(p.startswith("shard ") for p in problems), problems
+    assert any(p.startswith(f"checkpoint {recorded.checkpoint.id}:") for p in problems), problems
+    assert any(p.startswith("audit_log row 2") for p in problems), problems
+    assert len(problems) == 4, problems
+
+
+def test_missing_object_is_named(session: Session, tmp_path: Path) -> None:
+    recorded = build_recorded_run(session, tmp_path)
+    recorded.objects[recorded.recordings[0].id].unlink()
+    problems = [str(d) for d in verify_everything(session).discrepancies]
+    assert len(problems) == 1 and "missing file" in problems[0]
