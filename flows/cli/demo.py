@@ -1,0 +1,81 @@
+"""`fairchord demo`: the main job end to end on the embedded default (SQLite, local folder).
+
+Each step is the same `fairchord` command a user would type, run in order in
+a child process so its output and exit code are exactly what a user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import typer
+
+from flows.cli.common import console, fail
+from provenance.settings import fairchord_home
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    args: tuple[str, ...]
+    # Exit codes that mean the step did what the demo wants (e.g. a blocked prompt).
+    ok_codes: tuple[int, ...] = (0,)
+
+
+NAMED_ARTIST_PROMPT = "an epic orchestral theme in the style of Mattias Westlund"
+BENIGN_PROMPT = "slow ambient pads, minor key, soft dynamics, dark timbre"
+
+
+def demo_steps(*, train_config: str) -> list[Step]:
+    manifest = str(fairchord_home() / "corpus" / "demo" / "manifest.csv")
+    return [
+        Step("Create the provenance database", ("db", "upgrade")),
+        Step("Build the demo corpus (Debian audio + rendered scores)", ("corpus", "demo")),
+        Step("Ingest it: hash, validate, store, record licences and credits", ("ingest", manifest)),
+        Step(
+            "Eligibility of every recording under the commercial policy",
+            ("policy", "check", "--policy", "commercial"),
+        ),
+        Step("Featurize: mels, captions, Arrow shards", ("featurize",)),
+        Step("Verify the audit log and every stored object", ("audit", "verify")),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        train_config: str = typer.Option(
+            "small", "--train-config", help="Diffusion config: small (the demo) or debug (fast)."
+        ),
+        stop_after: int = typer.Option(
+            0, "--stop-after", help="Stop after this many steps (0: run them all)."
+        ),
+    ) -> None:
+        """Run the whole chain on the demo corpus: build, ingest, check, featurize, train,
+        generate with safeguards, audit. Uses $FAIRCHORD_HOME (default ~/.fairchord)."""
+        steps = demo_steps(train_config=train_config)
+        if stop_after:
+            steps = steps[:stop_after]
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env.setdefault("DO_NOT_TRACK", "1")
+        console.print(f"[bold]fairchord demo[/bold] in {fairchord_home()}")
+        for number, step in enumerate(steps, start=1):
+            command = ["fairchord", *step.args]
+            console.rule(f"[bold]{number}/{len(steps)} {step.title}[/bold]")
+            console.print(f"$ {shlex.join(command)}", style="dim", highlight=False)
+            started = time.perf_counter()
+            exe = [sys.executable, "-m", "flows.cli", *step.args]
+            code = subprocess.call(exe, env=env)
+            took = time.perf_counter() - started
+            if code not in step.ok_codes:
+                fail(f"step {number} ({step.title}) exited {code} after {took:.0f} s")
+            console.print(f"[green]done[/green] in {took:.1f} s (exit {code})")
+        console.rule("[bold green]demo complete[/bold green]")
