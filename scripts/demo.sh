@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up from nothing and run the main job end to end on the embedded default:
+# SQLite + a local folder under $FAIRCHORD_HOME (default ~/.fairchord).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+exec .venv/bin/fairchord demo "$@"
