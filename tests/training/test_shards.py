@@ -131,7 +131,11 @@ def test_dataloader_streams_batches_across_workers(feature_root: Path) -> None:
     ds = SegmentBatches(feature_root, batch_size=4)
     assert len(ds) == 18
     seen = []
-    for batch in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2):
+    # spawn, not fork: the suite's Prefect harness runs threads that a fork would copy mid-flight.
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=2, multiprocessing_context="spawn"
+    )
+    for batch in loader:
         assert batch["mel"].dtype == torch.float16 and batch["mel"].shape[1:] == (64, 1024)
         assert batch["mel"].shape[0] <= 4
         for rid, seg, mel in zip(
