@@ -7,12 +7,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenance.consent import ConsentSubject, current_consent
-from provenance.licences import record_licence
-from provenance.parties import add_credit, get_or_create_party
 from sqlalchemy.orm import Session
 
+from provenance.consent import ConsentSubject, current_consent
+from provenance.licences import record_licence
 from provenance.models import Checkpoint, Recording, Source, TrainingRun, TrainingRunMember
+from provenance.parties import add_credit, get_or_create_party
 from provenance.policies import load_policy
 
 SNAPSHOT_AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)

@@ -11,9 +11,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from provenance.consent import ConsentSubject, record_consent
-from provenance.licences import record_licence
-from provenance.parties import find_party
 from sqlalchemy.orm import Session
 
 from provenance.audit.attribution import attribution_text
@@ -22,6 +19,9 @@ from provenance.audit.html_report import render_html
 from provenance.audit.licence_report import build_licence_report, obligations
 from provenance.audit.taint import run_taint, tainted_runs
 from provenance.audit.taint_log import record_new_taint
+from provenance.consent import ConsentSubject, record_consent
+from provenance.licences import record_licence
+from provenance.parties import find_party
 from tests.provenance.audit.fixtures import build_recorded_run
 
 
