@@ -207,29 +207,13 @@ def _summary(report: CalibrationReport) -> dict[str, Any]:
 
 
 def default_transforms(names: Sequence[str] | None = None) -> dict[str, Transform]:
-    """Transforms from training.augment when present (helper C), else simple numpy ones."""
-    simple: dict[str, Transform] = {
-        "gain_-6db": lambda w: (w * 0.5).astype(np.float32),
-        "noise_20db": _noise_20db,
-        "crop_5s": lambda w: w[: 5 * 16_000] if w.size > 5 * 16_000 else w,
-    }
-    try:
-        from training import augment  # type: ignore[attr-defined]
-    except ImportError:
-        augment = None
-    chosen = dict(simple)
-    if augment is not None and hasattr(augment, "calibration_transforms"):
-        chosen.update(augment.calibration_transforms())
+    """The replay transforms of ``training.augment.calibration_transforms``, optionally a subset."""
+    from training.augment import calibration_transforms
+
+    chosen = calibration_transforms()
     if names is not None:
         unknown = set(names) - set(chosen)
         if unknown:
             raise ValueError(f"unknown transforms {sorted(unknown)}; known: {sorted(chosen)}")
         chosen = {n: chosen[n] for n in names}
     return chosen
-
-
-def _noise_20db(wave: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    power = float(np.mean(wave.astype(np.float64) ** 2)) or 1e-12
-    noise = rng.standard_normal(wave.size) * np.sqrt(power / 100.0)
-    return (wave + noise).astype(np.float32)

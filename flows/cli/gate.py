@@ -27,18 +27,8 @@ GATE_SAMPLE_RATE = 16_000
 
 def load_wave_16k(path_or_uri: str) -> np.ndarray:
     """Decode to mono 16 kHz float32 — the model's band limit, the gate's one signal path."""
-    try:
-        from training.audio_io import load_audio  # helper I's decoder, when present
-    except ImportError:
-        import numpy as np
-        import soundfile as sf
-        import soxr
+    from training.audio_io import load_audio
 
-        data, rate = sf.read(path_or_uri, dtype="float32", always_2d=True)
-        mono = data.mean(axis=1)
-        if rate != GATE_SAMPLE_RATE:
-            mono = soxr.resample(mono, rate, GATE_SAMPLE_RATE, quality="HQ")
-        return np.ascontiguousarray(mono, dtype=np.float32)
     return load_audio(path_or_uri, sample_rate=GATE_SAMPLE_RATE, mono=True)
 
 
@@ -62,7 +52,7 @@ def resolve_checkpoint(session: Session, checkpoint_id: int | None) -> Checkpoin
 
 
 def load_embedder(clap_path: str | None) -> Any:
-    """The CLAP embedder (helper C's ClapEmbedder); any failure means the gate cannot decide."""
+    """The project's CLAP embedder; any failure means the gate cannot decide."""
     from generation.index import GateUnavailable
 
     try:

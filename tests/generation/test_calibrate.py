@@ -42,7 +42,7 @@ def test_calibrate_run_stores_thresholds_and_gate_uses_them(session: Session) ->
         run,
         embedder=embedder,
         clips=clips,
-        transforms=default_transforms(),
+        transforms=default_transforms(["gain_-6db", "noise_20db", "crop_5s"]),
         false_block_rate=0.01,
     )
     assert report.recordings == len(TRAINING)
