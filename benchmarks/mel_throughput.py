@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from provenance.demo_corpus import demo_facts_path
 from training.featurizer import decode_for_mel
 from training.mel import MelConfig, log_mel, log_mel_reference
 from training.segments import segment_wave
 
-DEMO_MANIFEST = Path("/work/shared/corpus/demo_manifest.csv")
+DEMO_MANIFEST = demo_facts_path()  # the packaged copy of the demo corpus facts
 
 
 def demo_clips(limit: int) -> list[np.ndarray]:

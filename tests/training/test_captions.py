@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
+from provenance.demo_corpus import demo_facts_path
 from provenance.features import banned_names
 from provenance.models import Credit, Party, PartyAlias, Recording
 from training.captions import (
@@ -24,7 +25,7 @@ from training.featurizer import RecordingJob, featurize_recording
 from training.mel import log_mel
 
 SR = 16000
-DEMO_MANIFEST = Path("/work/shared/corpus/demo_manifest.csv")
+DEMO_MANIFEST = demo_facts_path()  # the packaged copy of the demo corpus facts
 
 
 def chord_with_clicks(
