@@ -36,10 +36,18 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def demo_manifest(request: pytest.FixtureRequest) -> Path:
-    # Kept in pytest's cache between runs: a rebuild verifies every copy and render by
-    # sha256 and redoes only what changed.
-    return build_demo_corpus(request.config.cache.mkdir("fairchord-demo-corpus"))
+def demo_manifest(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    # Kept in pytest's cache between runs when there is one: a rebuild verifies every copy
+    # and render by sha256 and redoes only what changed.
+    cache = request.config.cache
+    root = (
+        cache.mkdir("fairchord-demo-corpus")
+        if cache is not None
+        else tmp_path_factory.mktemp("fairchord-demo-corpus")
+    )
+    return build_demo_corpus(root)
 
 
 def test_demo_ingest_reproduces_expected_commercial_decisions(

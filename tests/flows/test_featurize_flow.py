@@ -4,6 +4,7 @@ same shards on the thread runner and on Dask."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -210,7 +211,7 @@ class FakeClap:
     def embed_text(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), 512), np.float32)
         for i, text in enumerate(texts):
-            out[i, i] = 1.0 if "harp" in text else 0.0
+            out[i, i] = 1.0 if re.search(r"\bharp\b", text) else 0.0
         return out
 
     def embed_audio_clip(self, wave_16k: np.ndarray) -> np.ndarray:
