@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,15 @@ def tone(freq: float, *, seconds: float = 2.0) -> np.ndarray:
 def dominant_frequency(wave: np.ndarray) -> float:
     spectrum = np.abs(np.fft.rfft(wave * np.hanning(wave.size)))
     return float(np.argmax(spectrum) * SR / wave.size)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Small FFTs on a shared 2-core machine: one thread beats two contending ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

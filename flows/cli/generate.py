@@ -1,0 +1,235 @@
+"""`fairchord generate "PROMPT"`: text-to-audio (or audio-to-audio) behind every safeguard.
+
+The work is :func:`generation.pipeline.generate`: prompt screen, taint check,
+checkpoint and CLAP checks, sampling, Griffin-Lim, the similarity gate on every
+clip, then audio + JSON sidecar + spectrogram PNG for each allowed clip. Every
+attempt, allowed or not, is stored in ``generations`` and ``gate_decisions``.
+
+Exit codes:
+
+- 0 every clip was allowed and written;
+- 1 unexpected failure;
+- 2 bad input: an option out of range, an unreadable ``--init-audio``, an unknown
+  checkpoint, or a checkpoint file that is missing or not the recorded one;
+- 3 the database is not initialised (``fairchord db upgrade``);
+- 5 at least one clip was blocked by the similarity gate: it is not written (the
+  allowed clips are), and the command says which clip and why;
+- 6 the safeguards could not run as trained — no, corrupt, mismatched or
+  uncalibrated gate index, a CLAP other than the checkpoint's, an embedder
+  error, NaN audio or scores: fail closed, nothing is written;
+- 7 the prompt screen blocked the prompt (it names a party): nothing is sampled;
+- 8 the checkpoint is tainted (a member opted out or its licence was re-assessed
+  after the snapshot) and was refused; ``--allow-tainted`` is accepted only for
+  a ``research``-policy run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from flows.cli.common import EXIT_BAD_INPUT, console, err_console, fail, print_json, session_scope
+from flows.cli.gate import (
+    EXIT_BLOCKED,
+    EXIT_GATE_UNAVAILABLE,
+    load_embedder,
+    load_wave_16k,
+    resolve_checkpoint,
+)
+
+EXIT_PROMPT_BLOCKED = 7
+EXIT_TAINTED = 8
+
+HELP = (
+    "Generate audio from a text prompt, with every safeguard.\n\n"
+    "In order: the prompt screen (a prompt naming a party is refused), the taint check (a "
+    "checkpoint whose snapshot no longer holds is refused), the CLAP check (the checkpoint's "
+    "own CLAP), sampling and Griffin-Lim vocoding, the similarity gate on every clip (against "
+    "the checkpoint's training snapshot), then for each allowed clip: audio, a JSON sidecar "
+    "(prompt, seed, sampler, checkpoint and CLAP sha256, snapshot digest, gate scores and "
+    "verdict, time) and a spectrogram PNG. Every attempt is recorded, allowed or not.\n\n"
+    "Exit codes:\n"
+    "0 every clip written;\n"
+    "1 unexpected failure;\n"
+    "2 bad input (option, --init-audio, checkpoint id or file);\n"
+    "3 database not initialised;\n"
+    "5 a clip was blocked by the similarity gate (not written);\n"
+    "6 the safeguards could not run (no/mismatched gate index, wrong CLAP, NaN): nothing "
+    "written;\n"
+    "7 the prompt was blocked: nothing sampled;\n"
+    "8 tainted checkpoint refused (--allow-tainted: research runs only)."
+)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate", help=HELP)
+    def generate_command(
+        prompt: str = typer.Argument(..., help="What to generate, in words."),
+        seconds: float = typer.Option(
+            None, "--seconds", help="Length of each clip (default 10, or the init audio's)."
+        ),
+        seed: int = typer.Option(
+            None, "--seed", help="Seed of the first clip; clip i uses seed + i (default: random)."
+        ),
+        steps: int = typer.Option(25, "--steps", help="Sampler steps."),
+        cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale."),
+        sampler: str = typer.Option("dpmpp-2m", "--sampler", help="dpmpp-2m, heun or euler."),
+        n: int = typer.Option(
+            4, "--n", help="Number of clips (variations from consecutive seeds)."
+        ),
+        checkpoint: int = typer.Option(
+            None, "--checkpoint", help="Checkpoint id (default: newest final checkpoint)."
+        ),
+        out: Path = typer.Option(
+            None, "--out", help="Output folder (default: $FAIRCHORD_HOME/generations)."
+        ),
+        fmt: str = typer.Option("wav", "--format", help="wav or flac (16-bit PCM)."),
+        init_audio: Path = typer.Option(
+            None, "--init-audio", help="Audio to vary (audio-to-audio); any decodable format."
+        ),
+        strength: float = typer.Option(
+            0.6, "--strength", help="How far to move from --init-audio, in (0, 1]."
+        ),
+        allow_tainted: bool = typer.Option(
+            False,
+            "--allow-tainted",
+            help="Generate from a tainted checkpoint; only for research-policy runs; audited.",
+        ),
+        clap: str = typer.Option(
+            None, "--clap", help="CLAP checkpoint (default: ours); must be the checkpoint's."
+        ),
+        json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    ) -> None:
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        from generation.index import GateUnavailable
+        from generation.pipeline import (
+            CheckpointInvalid,
+            GenerationRequest,
+            TaintedCheckpoint,
+            generate,
+        )
+        from provenance.settings import fairchord_home
+
+        init_wave = None
+        init_sha = None
+        if init_audio is not None:
+            if not init_audio.is_file():
+                fail(escape(f"--init-audio {init_audio} is not a file"), EXIT_BAD_INPUT)
+            try:
+                init_wave = load_wave_16k(str(init_audio))
+            except Exception as exc:
+                fail(escape(f"cannot decode --init-audio {init_audio}: {exc}"), EXIT_BAD_INPUT)
+            init_sha = _file_sha256(init_audio)
+        if seconds is None:
+            seconds = 10.0 if init_wave is None else min(len(init_wave) / 16_000, 120.0)
+        try:
+            request = GenerationRequest(
+                prompt=prompt,
+                seconds=seconds,
+                seed=secrets.randbelow(2**31) if seed is None else seed,
+                steps=steps,
+                cfg=cfg,
+                sampler=sampler,
+                n=n,
+                out_dir=out if out is not None else fairchord_home() / "generations",
+                format=fmt.lower(),
+                init_audio=init_wave,
+                init_audio_sha256=init_sha,
+                strength=strength,
+                allow_tainted=allow_tainted,
+            )
+        except ValueError as exc:
+            fail(escape(str(exc)), EXIT_BAD_INPUT)
+
+        failure: tuple[str, int] | None = None
+        with session_scope() as session:
+            ckpt = resolve_checkpoint(session, checkpoint)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+                disable=json_output,
+            ) as bar:
+                task = bar.add_task(
+                    f"sampling {request.n} clip(s)", total=request.n * request.sampler_steps()
+                )
+                try:
+                    outcome = generate(
+                        session,
+                        request,
+                        checkpoint=ckpt,
+                        load_embedder=lambda: load_embedder(clap),
+                        on_step=lambda: bar.advance(task),
+                    )
+                except TaintedCheckpoint as exc:
+                    failure = (f"refused: {exc}", EXIT_TAINTED)
+                except CheckpointInvalid as exc:
+                    failure = (str(exc), EXIT_BAD_INPUT)
+                except GateUnavailable as exc:
+                    failure = (
+                        f"the safeguards could not run, nothing was written: {exc}",
+                        EXIT_GATE_UNAVAILABLE,
+                    )
+        # The attempt's rows are committed above, whatever the outcome.
+        if failure is not None:
+            fail(escape(failure[0]), failure[1])
+
+        _report(outcome.to_json(), json_output=json_output)
+        if outcome.status == "blocked_prompt":
+            raise typer.Exit(EXIT_PROMPT_BLOCKED)
+        if outcome.blocked:
+            raise typer.Exit(EXIT_BLOCKED)
+
+
+def _report(doc: dict[str, Any], *, json_output: bool) -> None:
+    from rich.markup import escape
+
+    if json_output:
+        print_json(doc)
+    if doc["status"] == "blocked_prompt":
+        reasons = escape("; ".join(doc["prompt_screen"].get("reasons", [])))
+        err_console.print(
+            f"[red]prompt blocked[/red] (generation {doc['generation_ids'][0]}): {reasons}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if doc["tainted_override"]:
+        err_console.print(
+            "[yellow]warning:[/yellow] generated from a tainted checkpoint (research override, "
+            "logged in the audit log)",
+            highlight=False,
+        )
+    for clip in doc["clips"]:
+        head = f"clip {clip['index']} (seed {clip['seed']}, generation {clip['generation_id']})"
+        if clip["verdict"] == "allow":
+            if not json_output:
+                console.print(
+                    f"{head}: allowed, track similarity {clip['track_similarity']:.3f} -> "
+                    f"{escape(clip['audio'])}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        else:
+            err_console.print(
+                f"{head}: [red]blocked[/red], not written: {escape('; '.join(clip['reasons']))}",
+                highlight=False,
+                soft_wrap=True,
+            )
