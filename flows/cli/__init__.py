@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Consent-first audio diffusion: ingest licensed audio, audit it, train, generate safely.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     add_completion=False,
 )
 

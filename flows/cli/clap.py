@@ -153,7 +153,7 @@ def embed(
     clap: Path | None = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Embed every segment of the feature set into embeddings-<sha>.arrow beside the shards."""
+    """Embed every segment of the feature set into `embeddings-SHA.arrow` beside the shards."""
     import numpy as np
     from rich.progress import Progress
 

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Featurize accepted, non-duplicate recordings not yet in the current feature set:
         decode, segment into 10.24 s windows, log-mel (AudioLDM config), caption (no party
-        names), write shards under $FAIRCHORD_HOME/features/<mel-config-hash>/."""
+        names), write shards under $FAIRCHORD_HOME/features/MEL_CONFIG_HASH/."""
         if shard_mb <= 0:
             fail(f"--shard-mb must be positive, got {shard_mb}", EXIT_BAD_INPUT)
         if not 0 < hop <= 10.24:

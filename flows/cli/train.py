@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Freeze a snapshot of the recordings eligible under --policy right now (members with
         their licence and consent in force, Merkle digest), train on those rows only, write
-        safetensors checkpoints under $FAIRCHORD_HOME/runs/<id>/, record them, and build the
+        safetensors checkpoints under $FAIRCHORD_HOME/runs/RUN_ID/, record them, and build the
         similarity gate's index for the run."""
         from training.train_config import NAMED_CONFIGS
 
