@@ -155,6 +155,20 @@ class ClapEmbedder:
             amodel=config.get("amodel", DEFAULT_AMODEL), tmodel=config.get("tmodel", DEFAULT_TMODEL)
         )
         missing, unexpected = module.model.load_state_dict(state, strict=False)
+        # A text tower may be absent (a public checkpoint's RoBERTa weights do not fit),
+        # but audio weights left at their random initialisation would feed the gate noise.
+        audio_params = {
+            name
+            for name, _ in module.model.named_parameters()
+            if name.startswith(("audio_branch.", "audio_projection."))
+        }
+        lacking = [name for name in missing if name in audio_params]
+        if lacking:
+            raise ValueError(
+                f"{path} is not a {config.get('amodel', DEFAULT_AMODEL)} CLAP checkpoint: "
+                f"its audio tower lacks {len(lacking)} of {len(audio_params)} weights "
+                f"(e.g. {lacking[0]})"
+            )
         if missing:
             log.warning(
                 "CLAP checkpoint %s lacks %d tensors (e.g. %s)", path, len(missing), missing[0]
