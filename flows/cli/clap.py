@@ -117,6 +117,7 @@ def train(
         TextColumn("loss {task.fields[loss]:.3f}"),
         TimeElapsedColumn(),
         console=console,
+        disable=as_json,
     ) as bar:
         task = bar.add_task("clap", total=config.steps, loss=float("nan"))
         result = train_clap(
@@ -166,7 +167,7 @@ def embed(
         fail(str(exc), EXIT_BAD_INPUT)
     examples = _examples(None)
     vectors = []
-    with Progress(console=console) as bar:
+    with Progress(console=console, disable=as_json) as bar:
         task = bar.add_task("embedding segments", total=len(examples))
         for example in examples:
             vectors.append(embedder.embed_audio_clip(example.wave_16k))
