@@ -144,7 +144,7 @@ def train_clap(
         contrastive_hist.append(float(contrastive.detach()))
         invariance_hist.append(float(invariance.detach()))
         if progress:
-            progress(step + 1, float(loss))
+            progress(step + 1, losses[-1])
         if not all(map(math.isfinite, (losses[-1],))):
             raise FloatingPointError(f"CLAP loss became {losses[-1]} at step {step}")
     model.eval()
