@@ -104,4 +104,5 @@ def test_initial_denoiser_is_seeded_and_keeps_normalisation() -> None:
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
     c = initial_denoiser(trained, 8)
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    pairs = zip(a.parameters(), c.parameters(), strict=True)
+    assert any(not torch.equal(pa, pc) for pa, pc in pairs)
