@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         seconds: float = typer.Option(5.12, "--seconds", help="Seconds per clip (<= 10.24)."),
         steps: int = typer.Option(25, "--steps", help="Sampler steps."),
         cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale."),
-        sampler: str = typer.Option("dpmpp_2m", "--sampler", help="dpmpp_2m, heun or euler."),
+        sampler: str = typer.Option("dpmpp-2m", "--sampler", help="dpmpp-2m, heun or euler."),
         seed: int = typer.Option(0, "--seed", help="First sampling seed (and the init seed)."),
         clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
         json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 checkpoint_sha256=sha,
                 steps=steps,
                 cfg=cfg,
-                sampler=sampler,
+                sampler=sampler.replace("-", "_"),
                 seed=seed,
                 progress=lambda: bar.advance(task),
             )
