@@ -41,6 +41,7 @@ WINDOW_S = 10.0
 HOP_S = 5.0
 DEFAULT_AMODEL = "HTSAT-tiny"
 DEFAULT_TMODEL = "transformer"
+EMBED_BATCH = 8  # windows per forward pass: ~50 MB of activations each on the CPU
 
 
 class ClapCheckpointMissing(FileNotFoundError):
@@ -185,11 +186,20 @@ class ClapEmbedder:
         return self.embed_windows(windows)
 
     @torch.no_grad()
-    def embed_windows(self, windows_16k: torch.Tensor) -> np.ndarray:
+    def embed_windows(
+        self, windows_16k: torch.Tensor, *, batch_size: int = EMBED_BATCH
+    ) -> np.ndarray:
+        """L2-normalised embeddings of [n, 10 s] windows, ``batch_size`` windows per pass."""
+        if windows_16k.ndim != 2 or windows_16k.shape[0] == 0:
+            raise ValueError(f"need windows [n >= 1, samples], got {tuple(windows_16k.shape)}")
         self.module.model.eval()
-        inputs = audio_inputs(self.module, to_clap_rate(windows_16k.float()))
-        embeddings = self.module.model.get_audio_embedding(inputs)
-        return F.normalize(embeddings, dim=-1).numpy().astype(np.float32)
+        # A whole recording in one pass would hold every window's activations at once
+        # (tens of MB each); fixed-size passes keep memory flat for any length.
+        parts = []
+        for chunk in torch.split(windows_16k.float(), batch_size):
+            inputs = audio_inputs(self.module, to_clap_rate(chunk))
+            parts.append(F.normalize(self.module.model.get_audio_embedding(inputs), dim=-1))
+        return torch.cat(parts).numpy().astype(np.float32)
 
     def embed_audio_clip(self, wave_16k: np.ndarray) -> np.ndarray:
         """One embedding for a clip: its first 10 s window (padded if shorter)."""
