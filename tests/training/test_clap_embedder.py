@@ -189,8 +189,12 @@ def test_audio_embeddings_are_unit_vectors_one_per_window(
     assert embedder.dim == EMBEDDING_DIM
     assert np.allclose(np.linalg.norm(windows, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(windows[0], windows[1], atol=1e-4)
-    # A window's embedding does not depend on the others in its batch.
-    assert np.allclose(embedder.embed_audio_clip(wave[:WINDOW]), windows[0], atol=1e-5)
+    # A window's embedding does not depend on the others in its pass.
+    one_by_one = embedder.embed_windows(torch.from_numpy(audio_windows(wave)), batch_size=1)
+    assert np.allclose(one_by_one, windows, atol=1e-5)
+    assert np.array_equal(embedder.embed_audio_clip(wave), one_by_one[0])
+    with pytest.raises(ValueError, match=r"need windows \[n >= 1, samples\], got \(0, 160000\)"):
+        embedder.embed_windows(torch.zeros(0, WINDOW))
     assert short_embedding.shape == (EMBEDDING_DIM,) and short_embedding.dtype == np.float32
     assert np.linalg.norm(short_embedding) == pytest.approx(1.0, abs=1e-5)
 
