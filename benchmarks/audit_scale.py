@@ -3,11 +3,19 @@
 Builds a provenance DB with (by default) 1 M recordings, 50 k parties, 200 k
 consent events and 20 training runs of 100 k members each, through the real
 migrations, then times the two CLI commands end to end (process start
-included) on SQLite and on PostgreSQL.
+included) on SQLite and on PostgreSQL. Rows are bulk-loaded (executemany on
+SQLite, COPY on PostgreSQL) so that building the full size takes minutes.
 
     python benchmarks/audit_scale.py                    # both engines, full size
     python benchmarks/audit_scale.py --scale 0.1        # a tenth of everything
     python benchmarks/audit_scale.py --engines sqlite
+    python benchmarks/audit_scale.py --keep /tmp/bench  # build once, reuse after
+    python benchmarks/audit_scale.py --keep /tmp/bench --profile /tmp/prof
+
+With ``--keep DIR`` the populated databases outlive the run (a SQLite file in
+DIR, a PostgreSQL database named after the scale) and later runs with the same
+scale reuse them, upgrading them to the newest migration first. ``--profile DIR``
+runs each command under cProfile and writes one ``.prof`` file per command.
 
 Prints one line per measurement. Target: at most 10 s each on 2 cores.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -24,11 +33,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, Table, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,29 +62,65 @@ PG_ADMIN = os.environ.get(
     "FAIRCHORD_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 LICENCES = ["CC-BY-SA-3.0", "GPL-2.0-or-later", "CC-BY-4.0", "MIT", "LicenseRef-Custom"]
-CHUNK = 20_000
+N_RUNS = 20
+# Tables whose ids the loader gives explicitly; PostgreSQL sequences move past them after.
+EXPLICIT_IDS = ("sources", "parties", "recordings", "licence_assertions", "training_runs")
 
 
 def _sha(i: int, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{i}".encode()).hexdigest()
 
 
-def _chunks(rows: list[dict], size: int = CHUNK) -> Iterator[list[dict]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def sizes(scale: float) -> dict[str, int]:
+    return {
+        "recordings": int(1_000_000 * scale),
+        "parties": int(50_000 * scale),
+        "consent_events": int(200_000 * scale),
+        "members": int(100_000 * scale),
+    }
+
+
+def bulk_load(
+    engine: Engine, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` into ``table``: one executemany on SQLite, one COPY on PostgreSQL."""
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        names = ", ".join(columns)
+        if engine.dialect.name == "sqlite":
+            driver.execute("PRAGMA synchronous=OFF")
+            driver.execute("PRAGMA cache_size=-1000000")
+            driver.execute("BEGIN")
+            marks = ", ".join("?" for _ in columns)
+            driver.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+            driver.execute("COMMIT")
+        else:
+            with driver.cursor() as cursor:
+                with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            driver.commit()
+    finally:
+        raw.close()
+
+
+def _time_column(engine: Engine, table: Table, column: str) -> Callable[[dt.datetime], Any]:
+    """How the column's own type stores a datetime on this engine (naive text on SQLite)."""
+    process = table.c[column].type.bind_processor(engine.dialect)
+    return process if process is not None else (lambda value: value)
 
 
 def populate(engine: Engine, *, scale: float, seed: int = 0) -> int:
     """Fill the DB; return the id of a checkpoint to report on."""
     rng = random.Random(seed)
-    n_rec = int(1_000_000 * scale)
-    n_party = int(50_000 * scale)
-    n_consent = int(200_000 * scale)
-    n_runs = 20
-    n_members = int(100_000 * scale)
+    n = sizes(scale)
+    n_rec, n_party, n_members = n["recordings"], n["parties"], n["members"]
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     snapshot_at = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
     policy = load_policy("commercial")
+    recordings = Recording.__table__
+    stamp = _time_column(engine, recordings, "created_at")
     with engine.begin() as conn:
         conn.execute(
             insert(Source),
@@ -88,159 +134,238 @@ def populate(engine: Engine, *, scale: float, seed: int = 0) -> int:
                 }
             ],
         )
-        conn.execute(
-            insert(Party),
-            [
-                {
-                    "id": p,
-                    "name": f"Artist {p}",
-                    "normalized_name": f"artist {p}",
-                    "kind": "person",
-                    "created_at": base,
-                }
-                for p in range(1, n_party + 1)
-            ],
-        )
-        for chunk in _chunks(
-            [
-                {
-                    "id": r,
-                    "sha256": _sha(r, "rec"),
-                    "size_bytes": 1000,
-                    "title": f"Track {r}",
-                    "status": "accepted",
-                    "duration_s": 60.0 + r % 240,
-                    "codec": "OGG/VORBIS",
-                    "object_uri": f"s3://bench/objects/{r}",
-                    "source_id": 1,
-                    "created_at": base,
-                }
-                for r in range(1, n_rec + 1)
-            ]
-        ):
-            conn.execute(insert(Recording), chunk)
-        for chunk in _chunks(
-            [
-                {"recording_id": r, "party_id": 1 + (r * 7919) % n_party, "role": "artist"}
-                for r in range(1, n_rec + 1)
-            ]
-        ):
-            conn.execute(insert(Credit), chunk)
-        for chunk in _chunks(
-            [
-                {
-                    "recording_id": r,
-                    "declared": lic,
-                    "concluded": lic,
-                    "asserted_by": "bench",
-                    "asserted_at": base,
-                }
-                for r in range(1, n_rec + 1)
-                for lic in [LICENCES[r % 4]]
-            ]
-        ):
-            conn.execute(insert(LicenceAssertion), chunk)
-        # Most consent events predate the snapshots; 1 % arrive afterwards (opt-outs).
-        events = []
-        for e in range(n_consent):
+    bulk_load(
+        engine,
+        Party.__table__,
+        ("id", "name", "normalized_name", "kind", "created_at"),
+        ((p, f"Artist {p}", f"artist {p}", "person", stamp(base)) for p in range(1, n_party + 1)),
+    )
+    bulk_load(
+        engine,
+        recordings,
+        (
+            "id",
+            "sha256",
+            "size_bytes",
+            "title",
+            "status",
+            "duration_s",
+            "codec",
+            "object_uri",
+            "source_id",
+            "created_at",
+        ),
+        (
+            (
+                r,
+                _sha(r, "rec"),
+                1000,
+                f"Track {r}",
+                "accepted",
+                60.0 + r % 240,
+                "OGG/VORBIS",
+                f"s3://bench/objects/{r}",
+                1,
+                stamp(base),
+            )
+            for r in range(1, n_rec + 1)
+        ),
+    )
+    bulk_load(
+        engine,
+        Credit.__table__,
+        ("recording_id", "party_id", "role"),
+        ((r, 1 + (r * 7919) % n_party, "artist") for r in range(1, n_rec + 1)),
+    )
+    bulk_load(
+        engine,
+        LicenceAssertion.__table__,
+        ("id", "recording_id", "declared", "concluded", "asserted_by", "asserted_at"),
+        (
+            (r, r, LICENCES[r % 4], LICENCES[r % 4], "bench", stamp(base))
+            for r in range(1, n_rec + 1)
+        ),
+    )
+
+    # Most consent events predate the snapshots; 1 % arrive afterwards (opt-outs).
+    def consent_rows() -> Iterator[tuple[Any, ...]]:
+        for e in range(n["consent_events"]):
             late = e % 100 == 0
             when = snapshot_at + dt.timedelta(days=10) if late else base + dt.timedelta(minutes=e)
-            subject = {"party_id": None, "recording_id": None, "source_id": None}
-            if e % 2:
-                subject["party_id"] = rng.randint(1, n_party)
-            else:
-                subject["recording_id"] = rng.randint(1, n_rec)
-            events.append(
+            party_id = rng.randint(1, n_party) if e % 2 else None
+            recording_id = None if e % 2 else rng.randint(1, n_rec)
+            action = "opt_out" if late else "opt_in"
+            yield (
+                party_id,
+                recording_id,
+                action,
+                "training",
+                stamp(when),
+                stamp(when),
+                "registry_import",
+                _sha(e, "consent"),
+            )
+
+    bulk_load(
+        engine,
+        ConsentEvent.__table__,
+        (
+            "party_id",
+            "recording_id",
+            "action",
+            "purpose",
+            "effective_at",
+            "recorded_at",
+            "origin",
+            "dedupe_key",
+        ),
+        consent_rows(),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(TrainingRun),
+            [
                 {
-                    **subject,
-                    "action": "opt_out" if late else "opt_in",
-                    "purpose": "training",
-                    "effective_at": when,
-                    "recorded_at": when,
-                    "origin": "registry_import",
-                    "dedupe_key": _sha(e, "consent"),
+                    "id": run_id,
+                    "policy_name": policy.name,
+                    "policy_version": policy.version,
+                    "policy_sha256": policy.sha256,
+                    "config_name": "small",
+                    "config": {},
+                    "snapshot_at": snapshot_at,
+                    "members_digest": _sha(run_id, "digest"),
+                    "member_count": n_members,
+                    "status": "finished",
+                    "started_at": snapshot_at,
                 }
-            )
-        for chunk in _chunks(events):
-            conn.execute(insert(ConsentEvent), chunk)
-        for run_id in range(1, n_runs + 1):
-            conn.execute(
-                insert(TrainingRun),
-                [
-                    {
-                        "id": run_id,
-                        "policy_name": policy.name,
-                        "policy_version": policy.version,
-                        "policy_sha256": policy.sha256,
-                        "config_name": "small",
-                        "config": {},
-                        "snapshot_at": snapshot_at,
-                        "members_digest": _sha(run_id, "digest"),
-                        "member_count": n_members,
-                        "status": "finished",
-                        "started_at": snapshot_at,
-                    }
-                ],
-            )
-            start = (run_id - 1) * (n_rec - n_members) // max(n_runs - 1, 1)
-            for chunk in _chunks(
-                [
-                    {
-                        "training_run_id": run_id,
-                        "recording_id": r,
-                        "sha256": _sha(r, "rec"),
-                        "concluded_licence": LICENCES[r % 4],
-                        "licence_assertion_id": r,
-                        "consent_state": "none",
-                        "leaf_hash": _sha(r, "leaf"),
-                    }
-                    for r in range(start + 1, start + n_members + 1)
-                ]
-            ):
-                conn.execute(insert(TrainingRunMember), chunk)
-            conn.execute(
-                insert(Checkpoint),
-                [
-                    {
-                        "id": run_id,
-                        "training_run_id": run_id,
-                        "sha256": _sha(run_id, "ckpt"),
-                        "uri": f"s3://bench/ckpt/{run_id}",
-                        "step": 1000,
-                        "is_final": True,
-                        "created_at": snapshot_at,
-                    }
-                ],
-            )
+                for run_id in range(1, N_RUNS + 1)
+            ],
+        )
+
+    # Run k's members are a window of consecutive recordings; the windows overlap.
+    def member_rows() -> Iterator[tuple[Any, ...]]:
+        for run_id in range(1, N_RUNS + 1):
+            start = (run_id - 1) * (n_rec - n_members) // max(N_RUNS - 1, 1)
+            for r in range(start + 1, start + n_members + 1):
+                yield (
+                    run_id,
+                    r,
+                    _sha(r, "rec"),
+                    LICENCES[r % 4],
+                    r,
+                    "none",
+                    _sha(r, "leaf"),
+                )
+
+    bulk_load(
+        engine,
+        TrainingRunMember.__table__,
+        (
+            "training_run_id",
+            "recording_id",
+            "sha256",
+            "concluded_licence",
+            "licence_assertion_id",
+            "consent_state",
+            "leaf_hash",
+        ),
+        member_rows(),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Checkpoint),
+            [
+                {
+                    "id": run_id,
+                    "training_run_id": run_id,
+                    "sha256": _sha(run_id, "ckpt"),
+                    "uri": f"s3://bench/ckpt/{run_id}",
+                    "step": 1000,
+                    "is_final": True,
+                    "created_at": snapshot_at,
+                }
+                for run_id in range(1, N_RUNS + 1)
+            ],
+        )
         if engine.dialect.name == "postgresql":
-            conn.execute(text("ANALYZE"))
-        else:
-            conn.execute(text("ANALYZE"))
+            for table in (*EXPLICIT_IDS, "checkpoints"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
+    analyze(engine)
     return 1
 
 
+def analyze(engine: Engine) -> None:
+    """Planner statistics, as a maintained database has them (autovacuum, PRAGMA optimize)."""
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+
+
+def _scale_tag(scale: float) -> str:
+    return f"{scale:g}".replace(".", "_")
+
+
 @contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
+def database(kind: str, workdir: Path, *, keep: bool, scale: float) -> Iterator[tuple[str, bool]]:
+    """Yield the URL of a database of ``kind`` and whether it is already populated.
+
+    Kept databases are named after the scale; a marker file written after a
+    complete population says they may be reused.
+    """
+    if kind not in ("sqlite", "postgresql"):
+        raise SystemExit(f"unknown engine {kind!r}; allowed: sqlite, postgresql")
+    marker = workdir / f"audit-scale-{_scale_tag(scale)}.{kind}.ready"
     if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.sqlite'}"
+        path = workdir / f"audit-scale-{_scale_tag(scale)}.sqlite"
+        ready = keep and marker.exists() and path.exists()
+        if not ready:
+            for stale in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
+                stale.unlink(missing_ok=True)
+        yield f"sqlite:///{path}", ready
         return
-    name = f"fairchord_bench_{uuid.uuid4().hex[:8]}"
+    name = (
+        f"fairchord_bench_keep_{_scale_tag(scale)}"
+        if keep
+        else f"fairchord_bench_{uuid.uuid4().hex[:8]}"
+    )
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).first()
+        ready = keep and marker.exists() and exists is not None
+        if not ready:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url, ready
+    finally:
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
-def time_cli(args: list[str], url: str, home: Path) -> tuple[float, int]:
+def time_cli(
+    args: list[str], url: str, home: Path, profile: Path | None = None
+) -> tuple[float, int]:
     env = dict(os.environ, FAIRCHORD_DB_URL=url, FAIRCHORD_HOME=str(home))
+    runner = [sys.executable]
+    if profile is not None:
+        runner += ["-m", "cProfile", "-o", str(profile)]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [*runner, "-m", "flows.cli", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -252,43 +377,95 @@ def time_cli(args: list[str], url: str, home: Path) -> tuple[float, int]:
     return took, done.returncode
 
 
+def check_report(path: Path, members: int) -> str:
+    """A one-line summary of the JSON licence report, refusing one that lost members."""
+    (report,) = json.loads(path.read_text(encoding="utf-8"))
+    if len(report["members"]) != members:
+        raise SystemExit(f"report lists {len(report['members'])} members, expected {members}")
+    return f"{len(report['members']):,} members, {len(report['taint']['members']):,} tainted"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
     parser.add_argument("--engines", default="sqlite,postgresql")
-    args = parser.parse_args()
-    print(
-        f"scale {args.scale}: {int(1e6 * args.scale):,} recordings, "
-        f"{int(5e4 * args.scale):,} parties, {int(2e5 * args.scale):,} consent events, "
-        f"20 runs × {int(1e5 * args.scale):,} members; {os.cpu_count()} cores"
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the populated databases (SQLite file in DIR) and reuse them on later runs",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="time each command this many times")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="run each command under cProfile, into DIR"
+    )
+    args = parser.parse_args()
+    if not 0 < args.scale <= 1:
+        raise SystemExit(f"--scale must be in (0, 1], got {args.scale}")
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be at least 1, got {args.repeat}")
+    n = sizes(args.scale)
+    print(
+        f"scale {args.scale}: {n['recordings']:,} recordings, {n['parties']:,} parties, "
+        f"{n['consent_events']:,} consent events, {N_RUNS} runs × {n['members']:,} members; "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for kind in args.engines.split(","):
-            with database(kind, Path(tmp)) as url:
+            with database(kind, workdir, keep=args.keep is not None, scale=args.scale) as (
+                url,
+                ready,
+            ):
                 engine = make_engine(url)
-                migrate.upgrade(engine)
-                started = time.perf_counter()
-                checkpoint = populate(engine, scale=args.scale)
+                if ready:
+                    before = migrate.current_revision(engine)
+                    started = time.perf_counter()
+                    migrate.upgrade(engine)
+                    if migrate.current_revision(engine) != before:
+                        analyze(engine)
+                        print(
+                            f"{kind}: kept DB upgraded from {before} in "
+                            f"{time.perf_counter() - started:.1f} s",
+                            flush=True,
+                        )
+                    print(f"{kind}: reusing {url}", flush=True)
+                else:
+                    migrate.upgrade(engine)
+                    started = time.perf_counter()
+                    populate(engine, scale=args.scale)
+                    print(f"{kind}: populated in {time.perf_counter() - started:.1f} s", flush=True)
+                    if args.keep:
+                        (workdir / f"audit-scale-{_scale_tag(args.scale)}.{kind}.ready").write_text(
+                            url + "\n", encoding="utf-8"
+                        )
                 engine.dispose()
-                print(f"{kind}: populated in {time.perf_counter() - started:.1f} s")
+                report = Path(tmp) / "report.json"
                 for label, cli in (
                     (
                         "audit licenses --format json",
-                        [
-                            "audit",
-                            "licenses",
-                            "--checkpoint",
-                            str(checkpoint),
-                            "--format",
-                            "json",
-                            "--out",
-                            str(Path(tmp) / "report.json"),
-                        ],
+                        ["audit", "licenses", "--checkpoint", "1", "--format", "json"]
+                        + ["--out", str(report)],
                     ),
                     ("audit taint", ["audit", "taint", "--json"]),
                 ):
-                    took, code = time_cli(cli, url, Path(tmp) / "home")
-                    print(f"{kind}: {label}: {took:.2f} s (exit {code})")
+                    for attempt in range(args.repeat):
+                        profile = None
+                        if args.profile:
+                            profile = args.profile / f"{kind}-{label.split()[1]}.prof"
+                        took, code = time_cli(cli, url, Path(tmp) / "home", profile)
+                        extra = (
+                            f"; {check_report(report, n['members'])}" if "licenses" in cli else ""
+                        )
+                        print(
+                            f"{kind}: {label}: {took:.2f} s (exit {code}{extra})"
+                            + (f" [{attempt + 1}/{args.repeat}]" if args.repeat > 1 else ""),
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":
