@@ -91,6 +91,7 @@ def test_clap_without_a_feature_set_or_checkpoint_fails_with_a_reason(
     assert str(default_clap_path()) in missing.output and "fairchord clap train" in missing.output
 
 
+@pytest.mark.slow  # 35-60 s on 2 shared cores: two training steps, two loads, ten embeddings
 def test_clap_train_embed_eval_on_a_tiny_featurized_corpus(
     cli: tuple[CliRunner, str, dict[str, int]],
 ) -> None:
