@@ -206,6 +206,16 @@ class ClapEmbedder:
         wave = np.asarray(wave_16k, dtype=np.float32).reshape(-1)[: int(WINDOW_S * MODEL_RATE)]
         return self.embed_audio(wave)[0]
 
+    def embed_clips(self, waves_16k: Sequence[np.ndarray]) -> np.ndarray:
+        """``embed_audio_clip`` of many clips at once, ``EMBED_BATCH`` per pass: [n, D]."""
+        if not waves_16k:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        size = int(WINDOW_S * MODEL_RATE)
+        firsts = [
+            audio_windows(np.asarray(w, dtype=np.float32).reshape(-1)[:size])[0] for w in waves_16k
+        ]
+        return self.embed_windows(torch.from_numpy(np.stack(firsts)))
+
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """L2-normalised caption embeddings: [n, D]."""

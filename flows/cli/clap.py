@@ -158,7 +158,7 @@ def embed(
     import numpy as np
     from rich.progress import Progress
 
-    from training.clap_embedder import ClapCheckpointMissing, ClapEmbedder
+    from training.clap_embedder import EMBED_BATCH, ClapCheckpointMissing, ClapEmbedder
     from training.shards import write_embeddings
 
     try:
@@ -167,11 +167,13 @@ def embed(
         fail(str(exc), EXIT_BAD_INPUT)
     examples = _examples(None)
     vectors = []
+    batch = EMBED_BATCH
     with Progress(console=console, disable=as_json) as bar:
         task = bar.add_task("embedding segments", total=len(examples))
-        for example in examples:
-            vectors.append(embedder.embed_audio_clip(example.wave_16k))
-            bar.advance(task)
+        for start in range(0, len(examples), batch):
+            chunk = examples[start : start + batch]
+            vectors.extend(embedder.embed_clips([e.wave_16k for e in chunk]))
+            bar.advance(task, len(chunk))
     path = write_embeddings(
         _feature_root(),
         embedder_sha256=embedder.sha256,

@@ -251,3 +251,15 @@ def test_a_checkpoint_without_its_audio_projection_is_refused(
     )
     with pytest.raises(ValueError, match=r"not a HTSAT-tiny CLAP checkpoint.*audio_projection"):
         ClapEmbedder.load(path)
+
+
+def test_embedding_clips_in_batches_matches_one_at_a_time(embedder: ClapEmbedder) -> None:
+    rng = np.random.default_rng(3)
+    clips = [
+        (0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16_000, 170_000, 80_000)
+    ] * 4
+    batched = embedder.embed_clips(clips)
+    assert batched.shape == (len(clips), embedder.dim)
+    for clip, row in zip(clips, batched, strict=True):
+        np.testing.assert_allclose(row, embedder.embed_audio_clip(clip), atol=1e-5)
+    assert embedder.embed_clips([]).shape == (0, embedder.dim)
