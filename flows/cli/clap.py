@@ -166,7 +166,7 @@ def embed(
     except ClapCheckpointMissing as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     examples = _examples(None)
-    vectors = []
+    vectors: list[np.ndarray] = []
     batch = EMBED_BATCH
     with Progress(console=console, disable=as_json) as bar:
         task = bar.add_task("embedding segments", total=len(examples))
