@@ -29,7 +29,8 @@ class LicenceAssertion(Base):
     evidence_uri: Mapped[str | None] = mapped_column(String(2048))
     evidence_sha256: Mapped[str | None] = mapped_column(SHA256)
     note: Mapped[str | None] = mapped_column(Text)
-    asserted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Indexed for the audit, which looks for assertions newer than a snapshot.
+    asserted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class ConsentEvent(Base):
@@ -56,8 +57,9 @@ class ConsentEvent(Base):
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"), index=True)
     action: Mapped[str] = mapped_column(String(16))
     purpose: Mapped[str] = mapped_column(String(32))
-    effective_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Both indexed for the audit, which looks for events newer than a snapshot.
+    effective_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     origin: Mapped[str] = mapped_column(String(32))
     evidence: Mapped[str | None] = mapped_column(Text)
     # Identifies the same statement arriving twice (e.g. a registry synced again).
