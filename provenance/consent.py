@@ -45,15 +45,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from provenance.audit_log import _lock_chain, append_event
-from provenance.models import ConsentEvent, Party, Recording, Source, utcnow
+from provenance.models import ConsentEvent, Credit, Party, Recording, Source, utcnow
 from provenance.models.rights import CONSENT_ACTIONS, CONSENT_ORIGINS, CONSENT_PURPOSES
 from provenance.parties import recording_party_ids
 
@@ -184,7 +184,28 @@ def record_consent(
     return event
 
 
-def _decide(events: Sequence[ConsentEvent]) -> ConsentEvent | None:
+class _Deciding(Protocol):
+    """What deciding needs of an event: a stored ``ConsentEvent`` or its :class:`_EventFacts`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def effective_at(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True)
+class _EventFacts:
+    id: int
+    action: str
+    effective_at: dt.datetime
+
+
+_E = TypeVar("_E", bound=_Deciding)
+
+
+def _decide(events: Sequence[_E]) -> _E | None:
     """The deciding event among one subject's applicable events (latest; opt-out on ties)."""
     if not events:
         return None
@@ -203,7 +224,7 @@ def _applicable(
     )
 
 
-def _state(event: ConsentEvent, level: ConsentLevel, label: str) -> ConsentState:
+def _state(event: _Deciding, level: ConsentLevel, label: str) -> ConsentState:
     state: Literal["opted_in", "opted_out"] = (
         "opted_out" if event.action == "opt_out" else "opted_in"
     )
@@ -281,3 +302,111 @@ def event_subject(event: ConsentEvent) -> ConsentSubject:
         return ConsentSubject("recording", event.recording_id)
     assert event.source_id is not None
     return ConsentSubject("source", event.source_id)
+
+
+# Ids per IN (...) list: below SQLite's oldest limit of 999 bound variables.
+_IN_CHUNK = 900
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    size = _IN_CHUNK
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _applicable_by(
+    session: Session,
+    column: InstrumentedAttribute[int | None],
+    ids: Sequence[int],
+    purposes: tuple[str, ...],
+    at: dt.datetime,
+) -> dict[int, list[_EventFacts]]:
+    """The applicable events of each subject in ``ids`` (by ``column``), grouped by subject."""
+    grouped: dict[int, list[_EventFacts]] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(
+                column,
+                ConsentEvent.id,
+                ConsentEvent.action,
+                ConsentEvent.effective_at,
+            ).where(
+                column.in_(chunk),
+                ConsentEvent.purpose.in_(purposes),
+                ConsentEvent.effective_at <= at,
+            )
+        )
+        for subject_id, event_id, action, effective_at in rows:
+            grouped.setdefault(subject_id, []).append(_EventFacts(event_id, action, effective_at))
+    return grouped
+
+
+def current_consent_of_recordings(
+    session: Session,
+    recording_ids: Iterable[int],
+    purpose: str,
+    *,
+    at: dt.datetime | None = None,
+) -> dict[int, ConsentState]:
+    """:func:`current_consent` for many recordings at once: recording id → state.
+
+    The same rules (module doc) and the same answers, from a handful of
+    set-based queries per 900 recordings instead of several queries per
+    recording. Raises ``ValueError`` naming a recording id that does not exist.
+    """
+    purposes = covering_purposes(purpose)
+    at = at or utcnow()
+    _require_aware(at, "at")
+    ids = sorted(set(recording_ids))
+    source_of: dict[int, int | None] = {}
+    parties_of: dict[int, set[int]] = {}
+    for chunk in _chunks(ids):
+        source_of.update(
+            session.execute(
+                select(Recording.id, Recording.source_id).where(Recording.id.in_(chunk))
+            )
+            .tuples()
+            .all()
+        )
+        for recording_id, party_id in session.execute(
+            select(Credit.recording_id, Credit.party_id).where(Credit.recording_id.in_(chunk))
+        ):
+            parties_of.setdefault(recording_id, set()).add(party_id)
+    missing = [rid for rid in ids if rid not in source_of]
+    if missing:
+        raise ValueError(f"no recording with id {missing[0]}")
+
+    by_recording = _applicable_by(session, ConsentEvent.recording_id, ids, purposes, at)
+    party_ids = sorted({pid for pids in parties_of.values() for pid in pids})
+    by_party = _applicable_by(session, ConsentEvent.party_id, party_ids, purposes, at)
+    source_ids = sorted({sid for sid in source_of.values() if sid is not None})
+    by_source = _applicable_by(session, ConsentEvent.source_id, source_ids, purposes, at)
+    # Each subject's deciding event; a subject listed here has at least one applicable event.
+    party_decision = {pid: _decide(events) for pid, events in by_party.items()}
+    source_decision = {sid: _decide(events) for sid, events in by_source.items()}
+
+    states: dict[int, ConsentState] = {}
+    for rid in ids:
+        decided = _decide(by_recording.get(rid, []))
+        if decided is not None:
+            states[rid] = _state(decided, "recording", "recording")
+            continue
+        deciding_parties = [
+            (pid, deciding)
+            for pid in sorted(parties_of.get(rid, ()))
+            if (deciding := party_decision.get(pid)) is not None
+        ]
+        # Any opted-out party decides (the lowest id); else the lowest party with an event.
+        opted_out = [(pid, ev) for pid, ev in deciding_parties if ev.action == "opt_out"]
+        if opted_out or deciding_parties:
+            pid, deciding = (opted_out or deciding_parties)[0]
+            states[rid] = _state(deciding, "party", f"party={pid}")
+            continue
+        source_id = source_of[rid]
+        by_source_event = source_decision.get(source_id) if source_id is not None else None
+        states[rid] = (
+            _state(by_source_event, "source", f"source={source_id}")
+            if by_source_event is not None
+            else NO_CONSENT_EVENT
+        )
+    return states

@@ -99,7 +99,9 @@ def licenses(
                 fail("--format html takes one checkpoint; drop --all", EXIT_BAD_INPUT)
             text = render_html(session, reports[0])
         elif fmt is ReportFormat.json:
-            text = json.dumps([r.to_dict() for r in reports], indent=2, default=str) + "\n"
+            from provenance.audit.licence_report import reports_json
+
+            text = reports_json(reports)
         elif fmt is ReportFormat.csv:
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from provenance.audit.rows import core_rows
 from provenance.models import (
     Checkpoint,
     Credit,
@@ -43,6 +45,13 @@ class MemberRow:
     consent_now: str = "unknown"
     taint_reasons: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields in order, as :func:`dataclasses.asdict` gives them, without its deep copy."""
+        out = dict(self.__dict__)
+        out["artists"] = list(self.artists)
+        out["taint_reasons"] = list(self.taint_reasons)
+        return out
+
 
 def resolve_checkpoint(session: Session, ref: str | int) -> Checkpoint:
     """A checkpoint by numeric id or by (a prefix of at least 8 hex chars of) its sha256."""
@@ -77,69 +86,94 @@ def latest_checkpoint(session: Session) -> Checkpoint:
 
 
 def member_rows(session: Session, run: TrainingRun) -> list[MemberRow]:
-    """Every member of ``run`` with its facts, in one pass of set-based queries."""
-    members = session.execute(
+    """Every member of ``run`` with its facts, ordered by recording id.
+
+    Three set-based queries, each driven by the run's members through the
+    ``(training_run_id, recording_id)`` index: the members with their recording,
+    source and snapshot assertion; every licence assertion of the members
+    (the newest, by asserted time then id, is the one in force now); and the
+    artists credited on them.
+    """
+    snapshot_assertion = aliased(LicenceAssertion)
+    members = core_rows(
+        session,
         select(
-            TrainingRunMember,
+            TrainingRunMember.recording_id,
+            TrainingRunMember.sha256,
+            TrainingRunMember.concluded_licence,
+            TrainingRunMember.consent_state,
+            TrainingRunMember.consent_event_id,
             Recording.title,
             Recording.duration_s,
             Recording.source_url,
             Recording.object_uri,
             Recording.codec,
             Source.uri,
+            snapshot_assertion.declared,
         )
         .join(Recording, Recording.id == TrainingRunMember.recording_id)
         .outerjoin(Source, Source.id == Recording.source_id)
-        .where(TrainingRunMember.training_run_id == run.id)
-        .order_by(TrainingRunMember.recording_id)
-    ).all()
-    member_ids = select(TrainingRunMember.recording_id).where(
-        TrainingRunMember.training_run_id == run.id
-    )
-    artists: dict[int, list[str]] = defaultdict(list)
-    for recording_id, name in session.execute(
-        select(Credit.recording_id, Party.name)
-        .join(Party, Party.id == Credit.party_id)
-        .where(Credit.recording_id.in_(member_ids), Credit.role == "artist")
-        .order_by(Credit.recording_id, Party.name)
-    ):
-        artists[recording_id].append(name)
-    # The newest assertion per recording is the one in force now.
-    newest: dict[int, LicenceAssertion] = {}
-    for assertion in session.execute(
-        select(LicenceAssertion)
-        .where(LicenceAssertion.recording_id.in_(member_ids))
-        .order_by(LicenceAssertion.recording_id, LicenceAssertion.asserted_at, LicenceAssertion.id)
-    ).scalars():
-        newest[assertion.recording_id] = assertion
-    declared_at_snapshot: dict[int, str] = {}
-    snapshot_assertion_ids = [m.licence_assertion_id for m, *_ in members if m.licence_assertion_id]
-    if snapshot_assertion_ids:
-        for aid, declared in session.execute(
-            select(LicenceAssertion.id, LicenceAssertion.declared).where(
-                LicenceAssertion.id.in_(snapshot_assertion_ids)
-            )
-        ):
-            declared_at_snapshot[aid] = declared
-    rows = []
-    for member, title, duration_s, source_url, object_uri, codec, source_uri in members:
-        now = newest.get(member.recording_id)
-        rows.append(
-            MemberRow(
-                recording_id=member.recording_id,
-                sha256=member.sha256,
-                title=title,
-                artists=artists.get(member.recording_id, []),
-                source_uri=source_uri,
-                source_url=source_url,
-                object_uri=object_uri,
-                codec=codec,
-                minutes=(duration_s or 0.0) / 60.0,
-                declared_licence=declared_at_snapshot.get(member.licence_assertion_id or -1),
-                concluded_at_snapshot=member.concluded_licence,
-                concluded_now=now.concluded if now else None,
-                consent_at_snapshot=member.consent_state,
-                consent_event_at_snapshot=member.consent_event_id,
-            )
+        .outerjoin(
+            snapshot_assertion, snapshot_assertion.id == TrainingRunMember.licence_assertion_id
         )
-    return rows
+        .where(TrainingRunMember.training_run_id == run.id)
+        .order_by(TrainingRunMember.recording_id),
+    ).all()
+    in_run = TrainingRunMember.training_run_id == run.id
+    # Ordered oldest to newest per recording, so the last one seen is the one in force.
+    concluded_now: dict[int, str] = {
+        recording_id: concluded
+        for recording_id, concluded in core_rows(
+            session,
+            select(LicenceAssertion.recording_id, LicenceAssertion.concluded)
+            .join(
+                TrainingRunMember, TrainingRunMember.recording_id == LicenceAssertion.recording_id
+            )
+            .where(in_run)
+            .order_by(
+                LicenceAssertion.recording_id, LicenceAssertion.asserted_at, LicenceAssertion.id
+            ),
+        ).all()
+    }
+    artists: dict[int, list[str]] = defaultdict(list)
+    for recording_id, name in core_rows(
+        session,
+        select(Credit.recording_id, Party.name)
+        .join(TrainingRunMember, TrainingRunMember.recording_id == Credit.recording_id)
+        .join(Party, Party.id == Credit.party_id)
+        .where(in_run, Credit.role == "artist")
+        .order_by(Credit.recording_id, Party.name),
+    ).all():
+        artists[recording_id].append(name)
+    return [
+        MemberRow(
+            recording_id=recording_id,
+            sha256=sha256,
+            title=title,
+            artists=artists.get(recording_id, []),
+            source_uri=source_uri,
+            source_url=source_url,
+            object_uri=object_uri,
+            codec=codec,
+            minutes=(duration_s or 0.0) / 60.0,
+            declared_licence=declared,
+            concluded_at_snapshot=concluded_licence,
+            concluded_now=concluded_now.get(recording_id),
+            consent_at_snapshot=consent_state,
+            consent_event_at_snapshot=consent_event_id,
+        )
+        for (
+            recording_id,
+            sha256,
+            concluded_licence,
+            consent_state,
+            consent_event_id,
+            title,
+            duration_s,
+            source_url,
+            object_uri,
+            codec,
+            source_uri,
+            declared,
+        ) in members
+    ]
