@@ -25,6 +25,8 @@ class Step:
     args: tuple[str, ...]
     # Exit codes that mean the step did what the demo wants (e.g. a blocked prompt).
     ok_codes: tuple[int, ...] = (0,)
+    # A file whose presence means the step's work is already done (the step is skipped).
+    done_if_exists: str | None = None
 
 
 NAMED_ARTIST_PROMPT = "an epic orchestral theme in the style of Mattias Westlund"
@@ -32,7 +34,10 @@ BENIGN_PROMPT = "slow ambient pads, minor key, soft dynamics, dark timbre"
 
 
 def demo_steps(*, train_config: str) -> list[Step]:
-    manifest = str(fairchord_home() / "corpus" / "demo" / "manifest.csv")
+    home = fairchord_home()
+    manifest = str(home / "corpus" / "demo" / "manifest.csv")
+    report = str(home / "reports" / "audit-latest.html")
+    generated = str(home / "generated")
     return [
         Step("Create the provenance database", ("db", "upgrade")),
         Step("Build the demo corpus (Debian audio + rendered scores)", ("corpus", "demo")),
@@ -42,6 +47,30 @@ def demo_steps(*, train_config: str) -> list[Step]:
             ("policy", "check", "--policy", "commercial"),
         ),
         Step("Featurize: mels, captions, Arrow shards", ("featurize",)),
+        Step(
+            "Train our own CLAP on the eligible segments",
+            ("clap", "train", "--config", "demo", "--policy", "commercial"),
+            done_if_exists=str(home / "clap" / "clap.pt"),
+        ),
+        Step("Embed every segment with that CLAP", ("clap", "embed")),
+        Step(
+            f"Train the diffusion model ({train_config}) on the commercial snapshot",
+            ("train", "--policy", "commercial", "--config", train_config),
+        ),
+        Step("Calibrate the similarity gate on the snapshot", ("gate", "calibrate")),
+        Step(
+            "Generate with every safeguard on: an ordinary prompt is allowed",
+            ("generate", BENIGN_PROMPT, "--n", "1", "--seed", "1", "--out", generated),
+        ),
+        Step(
+            "A prompt naming a training artist is refused (exit 7), nothing is sampled",
+            ("generate", NAMED_ARTIST_PROMPT, "--seed", "1", "--out", generated),
+            ok_codes=(7,),
+        ),
+        Step(
+            "Audit what the checkpoint learned from (HTML report)",
+            ("audit", "licenses", "--format", "html", "--out", report),
+        ),
         Step("Verify the audit log and every stored object", ("audit", "verify")),
     ]
 
@@ -71,6 +100,13 @@ def register(app: typer.Typer) -> None:
             command = ["fairchord", *step.args]
             console.rule(f"[bold]{number}/{len(steps)} {step.title}[/bold]")
             console.print(f"$ {shlex.join(command)}", style="dim", highlight=False)
+            if step.done_if_exists and os.path.exists(step.done_if_exists):
+                console.print(
+                    f"[yellow]skipped:[/yellow] {step.done_if_exists} exists "
+                    "(delete it to redo this step)",
+                    highlight=False,
+                )
+                continue
             started = time.perf_counter()
             exe = [sys.executable, "-m", "flows.cli", *step.args]
             code = subprocess.call(exe, env=env)

@@ -1,0 +1,46 @@
+"""`fairchord demo`: every step is a real command whose options parse, in a sensible order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cli.demo import demo_steps
+
+
+@pytest.mark.parametrize("config", ["small", "debug"])
+def test_every_demo_step_parses_as_a_fairchord_command(config: str) -> None:
+    runner = CliRunner()
+    steps = demo_steps(train_config=config)
+    for step in steps:
+        # --help is eager but comes last: an unknown command or option fails first.
+        result = runner.invoke(app, [*step.args, "--help"])
+        assert result.exit_code == 0, (step.args, result.output)
+    firsts = [" ".join(s.args[:2]) for s in steps]
+    order = [
+        "db upgrade",
+        "corpus demo",
+        "featurize",
+        "clap train",
+        "clap embed",
+        "train --policy",
+        "gate calibrate",
+    ]
+    positions = [next(i for i, f in enumerate(firsts) if f.startswith(o)) for o in order]
+    assert positions == sorted(positions)
+    assert ("train", "--policy", "commercial", "--config", config) in [s.args for s in steps]
+
+
+def test_the_demo_shows_an_allowed_and_a_refused_generation() -> None:
+    steps = [s for s in demo_steps(train_config="small") if s.args[0] == "generate"]
+    assert [s.ok_codes for s in steps] == [(0,), (7,)]  # allowed; prompt screen refused
+
+
+def test_stop_after_runs_only_the_first_steps(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--stop-after", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1/1 Create the provenance database" in result.output
+    assert (tmp_path / "home" / "provenance.sqlite").is_file()
