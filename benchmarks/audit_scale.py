@@ -6,6 +6,11 @@ migrations, then times the two CLI commands end to end (process start
 included) on SQLite and on PostgreSQL. Rows are bulk-loaded (executemany on
 SQLite, COPY on PostgreSQL) so that building the full size takes minutes.
 
+After the runs' snapshot, 1 % of the consent events arrive as opt-outs (half
+about a recording, half about a party credited on ~20 recordings) and 0.1 % of
+the recordings are re-assessed (half to a licence the policy rejects), so every
+run is tainted, for both reasons, and `audit taint` reports each finding.
+
     python benchmarks/audit_scale.py                    # both engines, full size
     python benchmarks/audit_scale.py --scale 0.1        # a tenth of everything
     python benchmarks/audit_scale.py --engines sqlite
@@ -14,8 +19,9 @@ SQLite, COPY on PostgreSQL) so that building the full size takes minutes.
 
 With ``--keep DIR`` the populated databases outlive the run (a SQLite file in
 DIR, a PostgreSQL database named after the scale) and later runs with the same
-scale reuse them, upgrading them to the newest migration first. ``--profile DIR``
-runs each command under cProfile and writes one ``.prof`` file per command.
+scale (and data version) reuse them, upgrading them to the newest migration
+first. ``--profile DIR`` runs each command under cProfile and writes one
+``.prof`` file per command.
 
 Prints one line per measurement. Target: at most 10 s each on 2 cores.
 """
@@ -63,6 +69,8 @@ PG_ADMIN = os.environ.get(
 )
 LICENCES = ["CC-BY-SA-3.0", "GPL-2.0-or-later", "CC-BY-4.0", "MIT", "LicenseRef-Custom"]
 N_RUNS = 20
+# Bumped whenever populate() changes what it writes, so kept databases are rebuilt.
+DATA_VERSION = 2
 # Tables whose ids the loader gives explicitly; PostgreSQL sequences move past them after.
 EXPLICIT_IDS = ("sources", "parties", "recordings", "licence_assertions", "training_runs")
 
@@ -187,13 +195,15 @@ def populate(engine: Engine, *, scale: float, seed: int = 0) -> int:
         ),
     )
 
-    # Most consent events predate the snapshots; 1 % arrive afterwards (opt-outs).
+    # Most consent events predate the snapshots; 1 % arrive afterwards (opt-outs). Half
+    # are about a party, which reaches the ~20 recordings credited to it.
     def consent_rows() -> Iterator[tuple[Any, ...]]:
         for e in range(n["consent_events"]):
             late = e % 100 == 0
             when = snapshot_at + dt.timedelta(days=10) if late else base + dt.timedelta(minutes=e)
-            party_id = rng.randint(1, n_party) if e % 2 else None
-            recording_id = None if e % 2 else rng.randint(1, n_rec)
+            about_party = rng.random() < 0.5
+            party_id = rng.randint(1, n_party) if about_party else None
+            recording_id = None if about_party else rng.randint(1, n_rec)
             action = "opt_out" if late else "opt_in"
             yield (
                 party_id,
@@ -220,6 +230,26 @@ def populate(engine: Engine, *, scale: float, seed: int = 0) -> int:
             "dedupe_key",
         ),
         consent_rows(),
+    )
+    # 0.1 % of recordings are re-assessed after the snapshots: half to a licence the
+    # commercial policy rejects (tainting), half to one it allows.
+    reassessed = sorted(rng.sample(range(1, n_rec + 1), int(1_000 * scale)))
+    bulk_load(
+        engine,
+        LicenceAssertion.__table__,
+        ("id", "recording_id", "declared", "concluded", "asserted_by", "asserted_at"),
+        (
+            (
+                n_rec + i + 1,
+                r,
+                lic,
+                lic,
+                "rights review",
+                stamp(snapshot_at + dt.timedelta(days=20)),
+            )
+            for i, r in enumerate(reassessed)
+            for lic in [LICENCES[4] if i % 2 == 0 else LICENCES[2]]
+        ),
     )
     with engine.begin() as conn:
         conn.execute(
@@ -307,7 +337,7 @@ def analyze(engine: Engine) -> None:
 
 
 def _scale_tag(scale: float) -> str:
-    return f"{scale:g}".replace(".", "_")
+    return f"{scale:g}".replace(".", "_") + f"_v{DATA_VERSION}"
 
 
 @contextmanager
@@ -358,7 +388,7 @@ def database(kind: str, workdir: Path, *, keep: bool, scale: float) -> Iterator[
 
 def time_cli(
     args: list[str], url: str, home: Path, profile: Path | None = None
-) -> tuple[float, int]:
+) -> tuple[float, int, str]:
     env = dict(os.environ, FAIRCHORD_DB_URL=url, FAIRCHORD_HOME=str(home))
     runner = [sys.executable]
     if profile is not None:
@@ -367,14 +397,21 @@ def time_cli(
     done = subprocess.run(
         [*runner, "-m", "flows.cli", *args],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
     )
     took = time.perf_counter() - started
     if done.returncode not in (0, 4):
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return took, done.returncode
+    return took, done.returncode, done.stdout
+
+
+def check_taint(stdout: str) -> str:
+    """A one-line summary of `audit taint --json`."""
+    findings = json.loads(stdout)
+    tainted = sum(len(f["members"]) for f in findings)
+    reasons = {r.split(":")[0] for f in findings for m in f["members"] for r in m["reasons"]}
+    return f"{len(findings)} runs tainted, {tainted:,} members ({', '.join(sorted(reasons))})"
 
 
 def check_report(path: Path, members: int) -> str:
@@ -457,9 +494,11 @@ def main() -> None:
                         profile = None
                         if args.profile:
                             profile = args.profile / f"{kind}-{label.split()[1]}.prof"
-                        took, code = time_cli(cli, url, Path(tmp) / "home", profile)
-                        extra = (
-                            f"; {check_report(report, n['members'])}" if "licenses" in cli else ""
+                        took, code, stdout = time_cli(cli, url, Path(tmp) / "home", profile)
+                        extra = "; " + (
+                            check_report(report, n["members"])
+                            if "licenses" in cli
+                            else check_taint(stdout)
                         )
                         print(
                             f"{kind}: {label}: {took:.2f} s (exit {code}{extra})"
