@@ -537,6 +537,11 @@ def generate(
             raise
         except Exception as exc:
             raise GateUnavailable(f"cannot load the CLAP embedder: {exc}") from exc
+        if not meta.clap_sha256:
+            raise ClapMismatch(
+                f"checkpoint {ckpt.id} records no CLAP sha256: cannot tell which CLAP it was "
+                "conditioned on, so neither the prompt nor the gate can be trusted"
+            )
         if embedder.sha256 != meta.clap_sha256:
             raise ClapMismatch(
                 f"the loaded CLAP has sha256 {str(embedder.sha256)[:12]}, checkpoint {ckpt.id} "
@@ -549,7 +554,7 @@ def generate(
         stop("error", exc, stage="checkpoint")
         raise
     except GateUnavailable as exc:
-        stop("error", exc, stage="similarity_gate")
+        stop("error", exc, stage="clap" if isinstance(exc, ClapMismatch) else "similarity_gate")
         raise
     vocode = vocoder if vocoder is not None else GriffinLimVocoder(mel_config)
     if vocode.sample_rate != mel_config.sample_rate:
