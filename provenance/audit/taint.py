@@ -105,12 +105,13 @@ def _consent_changes(
             ConsentEvent.source_id,
             ConsentEvent.recorded_at,
             ConsentEvent.effective_at,
-        ).where(
-            (ConsentEvent.recorded_at > since) | (ConsentEvent.effective_at > since),
-            ConsentEvent.effective_at <= now,
-        ),
+        ).where((ConsentEvent.recorded_at > since) | (ConsentEvent.effective_at > since)),
     )
     for recording_id, party_id, source_id, recorded_at, effective_at in events:
+        # Filtered here, not in SQL: given `effective_at <= now` too, SQLite ranges over
+        # the effective_at index for that bound, which holds nearly every event.
+        if effective_at > now:
+            continue
         changed_at = max(recorded_at, effective_at)
         if recording_id is not None:
             _keep_latest(by_recording, recording_id, changed_at)
