@@ -18,12 +18,15 @@ iterations, 2 cores):
   that were silent — mean absolute log-mel error after re-analysis 0.72 on the
   tone, 0.31 on the chord, 0.09-0.11 on the music;
 - non-negative least squares (projected gradient with Nesterov momentum, FISTA,
-  50 iterations, started from the clipped pseudo-inverse): ~70 ms per 10 s,
+  50 iterations, started from the clipped pseudo-inverse): 70 ms per 10 s on
+  idle cores (150-220 ms on busy shared ones),
   log-mel error 0.13 on the tone, 0.11 on the chord, 0.08 on the music, and
-  clean tones without the pseudo-inverse's hiss between partials.
+  spectral convergence 0.23 instead of 0.58 on the tone (far less energy
+  between the partials).
 
-NNLS is the default: it costs a fifth of Griffin-Lim's own ~370 ms per 10 s
-and nothing next to sampling. What error remains sits in the valleys more
+NNLS is the default: whole-vocoder time per 10 s went from 480-620 ms to
+600-660 ms on the same busy machine (Griffin-Lim itself is ~370 ms idle), which
+is nothing next to sampling. What error remains sits in the valleys more
 than 40 dB below the peak (at the log floor), which phase recovery cannot make
 that silent. Griffin-Lim starts from zero phase with momentum 0.99 (the "fast
 Griffin-Lim" of Perraudin et al. 2013): deterministic, and measured no worse
