@@ -80,6 +80,9 @@ def pitch_shift(wave: np.ndarray, *, semitones: float, rate: int = RATE) -> np.n
     return np.pad(out_np, (0, wave.size - out_np.size))
 
 
+REENCODE_BLOCK = 65_536  # samples per libsndfile write
+
+
 def reencode(wave: np.ndarray, *, fmt: str, rate: int = RATE) -> np.ndarray:
     """Lossy round trip through OGG Vorbis or MP3 (libsndfile), in memory."""
     formats = {"ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
@@ -87,7 +90,14 @@ def reencode(wave: np.ndarray, *, fmt: str, rate: int = RATE) -> np.ndarray:
         raise ValueError(f"unknown format {fmt!r}; allowed: {sorted(formats)}")
     container, subtype = formats[fmt]
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(_f32(wave), -1.0, 1.0), rate, format=container, subtype=subtype)
+    clipped = np.clip(_f32(wave), -1.0, 1.0)
+    # Written in blocks: one libsndfile write of minutes of audio overflows its encoder's
+    # stack (a segfault on long recordings).
+    with sf.SoundFile(
+        buffer, "w", samplerate=rate, channels=1, format=container, subtype=subtype
+    ) as out:
+        for start in range(0, clipped.size, REENCODE_BLOCK):
+            out.write(clipped[start : start + REENCODE_BLOCK])
     buffer.seek(0)
     decoded, _ = sf.read(buffer, dtype="float32", always_2d=False)
     decoded = decoded if decoded.ndim == 1 else decoded.mean(axis=1)

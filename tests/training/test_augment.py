@@ -198,3 +198,21 @@ def test_random_augmentation_covers_every_choice_keeps_length_and_is_seeded() ->
         outputs.append(out)
     # Seven different transforms, seven different results.
     assert len({o.tobytes() for o in outputs}) == 7
+
+
+def test_lossy_reencode_of_a_long_recording_does_not_crash() -> None:
+    """One libsndfile write of minutes of Vorbis overflowed its stack (a segfault); run in
+    a child process so a crash fails this test instead of killing the run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from training.augment import reencode\n"
+        "w = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 210) / 16000)).astype('float32')\n"
+        "for fmt in ('ogg', 'mp3'):\n"
+        "    out = reencode(w, fmt=fmt)\n"
+        "    assert out.shape == w.shape and 0.25 < float(abs(out).max()) < 0.35, fmt\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
