@@ -129,6 +129,11 @@ def register(app: typer.Typer) -> None:
             0.01, "--false-block-rate", help="Allowed share of negatives blocked (0..1)."
         ),
         clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
+        clip_seconds: float = typer.Option(
+            30.0,
+            "--clip-seconds",
+            help="Calibrate on the first N seconds of each member recording (0: all of it).",
+        ),
         json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Set the gate's thresholds from the checkpoint's own snapshot: transformed copies
@@ -141,6 +146,9 @@ def register(app: typer.Typer) -> None:
 
         if not 0 <= false_block_rate < 1:
             fail(f"--false-block-rate must be in [0, 1), got {false_block_rate}", EXIT_BAD_INPUT)
+        if clip_seconds < 0:
+            fail(f"--clip-seconds must be >= 0, got {clip_seconds}", EXIT_BAD_INPUT)
+        limit = int(clip_seconds * GATE_SAMPLE_RATE) or None
         try:
             with session_scope() as session:
                 ckpt = resolve_checkpoint(session, checkpoint)
@@ -151,7 +159,11 @@ def register(app: typer.Typer) -> None:
                     .where(TrainingRunMember.training_run_id == ckpt.training_run_id)
                     .order_by(Recording.id)
                 ).scalars()
-                clips = {rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri}
+                clips = {
+                    rec.id: load_wave_16k(rec.object_uri)[:limit]
+                    for rec in members
+                    if rec.object_uri
+                }
                 report = calibrate_run(
                     session,
                     ckpt,
