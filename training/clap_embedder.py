@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,12 @@ def build_clap_module(*, amodel: str = DEFAULT_AMODEL, tmodel: str = DEFAULT_TMO
     if tmodel != "transformer":
         raise ValueError(f"text tower {tmodel!r} cannot be built offline; allowed: 'transformer'")
     laion_clap = _laion_clap()
-    return laion_clap.CLAP_Module(enable_fusion=False, amodel=amodel, tmodel=tmodel, device="cpu")
+    with warnings.catch_warnings():
+        # HTSAT builds its attention masks with torch.meshgrid's old default; harmless.
+        warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+        return laion_clap.CLAP_Module(
+            enable_fusion=False, amodel=amodel, tmodel=tmodel, device="cpu"
+        )
 
 
 def tokenize(texts: Sequence[str]) -> torch.Tensor:
