@@ -163,7 +163,7 @@ def embed(
 
     try:
         embedder = ClapEmbedder.load(clap)
-    except ClapCheckpointMissing as exc:
+    except (ClapCheckpointMissing, ValueError) as exc:  # missing, or not a usable CLAP
         fail(str(exc), EXIT_BAD_INPUT)
     examples = _examples(None)
     vectors: list[np.ndarray] = []
@@ -206,7 +206,7 @@ def evaluate(
 
     try:
         embedder = ClapEmbedder.load(clap)
-    except ClapCheckpointMissing as exc:
+    except (ClapCheckpointMissing, ValueError) as exc:  # missing, or not a usable CLAP
         fail(str(exc), EXIT_BAD_INPUT)
     examples = _examples(None)
     embeddings = None
