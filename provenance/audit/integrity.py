@@ -50,11 +50,19 @@ def sha256_uri(uri: str) -> str:
     return digest.hexdigest()
 
 
+def sha256_index_dir(path: str) -> str:
+    """A gate index folder's identity: the digest over its vectors and id-map files."""
+    from generation.index import IDS_FILE, VECTORS_FILE, combined_sha256
+
+    return combined_sha256(sha256_uri(f"{path}/{VECTORS_FILE}"), sha256_uri(f"{path}/{IDS_FILE}"))
+
+
 def _check_digest(kind: str, ref: str, uri: str | None, expected: str) -> Discrepancy | None:
     if not uri:
         return Discrepancy(kind, ref, "no stored location recorded")
     try:
-        actual = sha256_uri(uri)
+        is_index_dir = kind == "index" and fsspec.core.url_to_fs(uri)[0].isdir(uri)
+        actual = sha256_index_dir(uri) if is_index_dir else sha256_uri(uri)
     except FileNotFoundError:
         return Discrepancy(kind, ref, f"missing file {uri}")
     except OSError as exc:

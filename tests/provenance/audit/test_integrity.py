@@ -92,3 +92,38 @@ def test_missing_object_is_named(session: Session, tmp_path: Path) -> None:
     recorded.objects[recorded.recordings[0].id].unlink()
     problems = [str(d) for d in verify_everything(session).discrepancies]
     assert len(problems) == 1 and "missing file" in problems[0]
+
+
+def test_a_gate_index_folder_is_checked_by_its_combined_digest(
+    session: Session, tmp_path: Path
+) -> None:
+    from generation.index import IDS_FILE, VECTORS_FILE, combined_sha256
+    from provenance.models import EmbeddingIndex
+
+    recorded = build_recorded_run(session, tmp_path)
+    folder = tmp_path / "runs" / "1" / "gate-index" / "abc"
+    folder.mkdir(parents=True)
+    (folder / VECTORS_FILE).write_bytes(b"faiss vectors" * 100)
+    (folder / IDS_FILE).write_text('{"recording_ids": [1]}')
+    (folder / "meta.json").write_text('{"thresholds": {}}')  # not part of the identity
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    sha = combined_sha256(digest(folder / VECTORS_FILE), digest(folder / IDS_FILE))
+    session.add(
+        EmbeddingIndex(
+            training_run_id=recorded.run.id,
+            embedder_sha256="e" * 64,
+            sha256=sha,
+            uri=str(folder),
+            vectors=1,
+        )
+    )
+    session.flush()
+    report = verify_everything(session)
+    assert report.ok, report.discrepancies
+    assert report.checked["index"] == 1
+    _flip_byte(folder / VECTORS_FILE)
+    problems = [str(d) for d in verify_everything(session).discrepancies]
+    assert len(problems) == 1 and problems[0].startswith("index "), problems
