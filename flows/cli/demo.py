@@ -59,8 +59,10 @@ def demo_steps(*, train_config: str) -> list[Step]:
         ),
         Step("Calibrate the similarity gate on the snapshot", ("gate", "calibrate")),
         Step(
-            "Generate with every safeguard on: an ordinary prompt is allowed",
-            ("generate", BENIGN_PROMPT, "--n", "1", "--seed", "1", "--out", generated),
+            "Generate with every safeguard on: an ordinary prompt, two variations, each gated",
+            ("generate", BENIGN_PROMPT, "--n", "2", "--seed", "1", "--out", generated),
+            # 5: the gate blocked a variation (not written) — the safeguard working, shown.
+            ok_codes=(0, 5),
         ),
         Step(
             "A prompt naming a training artist is refused (exit 7), nothing is sampled",
