@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from training.diffusion.denoiser import CFGDenoiser, Denoiser
-from training.diffusion.sampling import Callback, get_sampler, get_sigmas_karras, padded_frames
+from training.diffusion.denoiser import Denoiser
+from training.diffusion.sampling import Callback, get_sigmas_karras, padded_frames, run_sampler
 
 
 def variation_sigmas(
@@ -77,17 +76,6 @@ def sample_variation(
     generator = torch.Generator().manual_seed(int(seed))
     noise = torch.randn([1, 1, n_mels, total], generator=generator).to(device)
     x = denoiser.normalize(init.to(device))[None, None] + noise * sigmas[0]
-    model: nn.Module = CFGDenoiser(denoiser, scale=cfg_scale) if cond is not None else denoiser
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
-        out = get_sampler(sampler)(
-            model,
-            x,
-            sigmas,
-            extra_args={"cond": None if cond is None else cond.to(device)},
-            callback=callback,
-        )
-    finally:
-        denoiser.train(was_training)
-    return denoiser.denormalize(out[:, 0, :, :frames]).float().cpu()
+    return run_sampler(
+        denoiser, x, sigmas, cond, cfg_scale=cfg_scale, sampler=sampler, callback=callback
+    )[:, :, :frames]

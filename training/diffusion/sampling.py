@@ -156,6 +156,35 @@ def padded_frames(frames: int, factor: int) -> int:
 
 
 @torch.no_grad()
+def run_sampler(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    cond: torch.Tensor | None,
+    *,
+    cfg_scale: float,
+    sampler: str,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Denoise ``x`` (already noised to ``sigmas[0]``) along ``sigmas``, with classifier-free
+    guidance when ``cond`` is given; returns log-mels ``[n, n_mels, frames]`` on the CPU."""
+    model: nn.Module = CFGDenoiser(denoiser, scale=cfg_scale) if cond is not None else denoiser
+    was_training = denoiser.training
+    denoiser.eval()
+    try:
+        out = get_sampler(sampler)(
+            model,
+            x,
+            sigmas,
+            extra_args={"cond": None if cond is None else cond.to(x.device)},
+            callback=callback,
+        )
+    finally:
+        denoiser.train(was_training)
+    return denoiser.denormalize(out[:, 0]).float().cpu()
+
+
+@torch.no_grad()
 def sample_mels(
     denoiser: Denoiser,
     cond_emb: torch.Tensor | np.ndarray | None,
@@ -201,17 +230,6 @@ def sample_mels(
     generator = torch.Generator().manual_seed(int(seed))
     sigmas = get_sigmas_karras(steps, sigma_min, sigma_max, rho).to(device)
     x = torch.randn([n, 1, n_mels, total], generator=generator).to(device) * sigmas[0]
-    model: nn.Module = CFGDenoiser(denoiser, scale=cfg_scale) if cond is not None else denoiser
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
-        out = get_sampler(sampler)(
-            model,
-            x,
-            sigmas,
-            extra_args={"cond": None if cond is None else cond.to(device)},
-            callback=callback,
-        )
-    finally:
-        denoiser.train(was_training)
-    return denoiser.denormalize(out[:, 0, :, :frames]).float().cpu()
+    return run_sampler(
+        denoiser, x, sigmas, cond, cfg_scale=cfg_scale, sampler=sampler, callback=callback
+    )[:, :, :frames]
