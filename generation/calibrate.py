@@ -7,12 +7,16 @@ For every snapshot recording r (leave-one-recording-out over the exact index vec
 - track positives: transformed copies of r (``transforms``) against the full index;
 - artist positives: r's windows against r's artists' *other* recordings (an unseen track
   by a training artist), scored as the gate scores artists (mean of top-k similarities);
-- artist negatives: r's windows against every other artist's segments, r's artists removed.
+- artist negatives: r's windows against every other artist's segments, r's artists removed;
+- fingerprint negatives / positives: r against the fingerprints of other artists'
+  recordings only, and r's transformed copies against all fingerprints.
 
-Each threshold is set so at most ``false_block_rate / 2`` of its negatives reach it, so
-the two detectors together stay within the stated false-block rate on negatives. The
-thresholds are stored in ``EmbeddingIndex.thresholds`` and the index's meta.json; the
-index sha256 covers the vectors and id map only, so calibration does not change it.
+Each of the three thresholds is set so at most ``false_block_rate / 3`` of its negatives
+reach it, so the detectors together stay within the stated false-block rate on negatives;
+the fingerprint threshold never goes below ``fingerprint.MIN_THRESHOLD``. The thresholds
+are stored in ``EmbeddingIndex.thresholds`` and the index's meta.json, the fingerprints
+beside the vectors with their sha256 in the thresholds; the index sha256 covers the
+vectors and id map only, so calibration does not change it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex
 from generation.gate import AudioEmbedder
-from generation.index import GateIndex, GateUnavailable, load_index, store_thresholds
+from generation.index import (
+    GateIndex,
+    GateUnavailable,
+    load_index,
+    store_fingerprints,
+    store_thresholds,
+)
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -45,8 +56,10 @@ class CalibrationReport:
     artist_positives: int
     track_recall: float  # share of transformed copies at/above the track threshold
     artist_recall: float  # share of unseen same-artist tracks at/above the artist threshold
-    combined_false_block_rate: float  # negatives blocked by either score
-    per_transform_recall: dict[str, float] = field(default_factory=dict)
+    fingerprint_recall: float  # share of transformed copies at/above the fingerprint threshold
+    replay_recall: float  # share of transformed copies blocked by either detector
+    combined_false_block_rate: float  # negatives blocked by any score
+    per_transform_recall: dict[str, float] = field(default_factory=dict)  # either detector
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +95,7 @@ def calibrate_thresholds(
     embedder: AudioEmbedder,
     clips: Mapping[int, np.ndarray],
     *,
+    fingerprints: FingerprintIndex,
     transforms: Mapping[str, Transform],
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
@@ -104,9 +118,15 @@ def calibrate_thresholds(
     rows_of_artist = {
         a: np.array([i for i, ids in enumerate(artists_of_row) if a in ids]) for a in all_artists
     }
+    recs_of_artist: dict[int, set[int]] = {}
+    for rec_id, ids in rec_artists.items():
+        for a in ids:
+            recs_of_artist.setdefault(a, set()).add(rec_id)
     track_neg: list[float] = []
     track_pos: list[float] = []
-    per_transform: dict[str, list[float]] = {name: [] for name in transforms}
+    fp_neg: list[float] = []
+    fp_pos: list[float] = []
+    per_transform: dict[str, list[tuple[float, float]]] = {name: [] for name in transforms}
     artist_neg: list[float] = []
     artist_pos: list[float] = []
     used = 0
@@ -132,30 +152,37 @@ def calibrate_thresholds(
             # counts by its highest other-artist score.
             track_neg.append(float(sims[:, others].max()))
             artist_neg.append(max(other_scores))
+            same_artist = set().union(*(recs_of_artist[a] for a in own))
+            fp_neg.append(fingerprints.match(wave, exclude_recordings=same_artist).score)
         for name, transform in transforms.items():
-            copy_sims = _embed(embedder, transform(wave)) @ vectors.T
-            score = float(copy_sims.max())
+            copy = transform(wave)
+            score = float((_embed(embedder, copy) @ vectors.T).max())
+            fp_score = float(fingerprints.match(copy).score)
             track_pos.append(score)
-            per_transform[name].append(score)
+            fp_pos.append(fp_score)
+            per_transform[name].append((score, fp_score))
     if used == 0:
         raise ValueError("none of the clips are in the index; nothing to calibrate on")
-    half = false_block_rate / 2
-    t_track = threshold_at_rate(np.array(track_neg), half)
+    share = false_block_rate / 3
+    t_track = threshold_at_rate(np.array(track_neg), share)
     neg_by_rec_max = np.array(artist_neg)
-    t_artist = threshold_at_rate(neg_by_rec_max, half)
+    t_artist = threshold_at_rate(neg_by_rec_max, share)
+    t_fp = max(float(MIN_THRESHOLD), threshold_at_rate(np.array(fp_neg), share))
     track_neg_a = np.array(track_neg)
-    # Both negative lists are per recording and in the same order: count either detector.
-    blocked = (track_neg_a >= t_track) | (neg_by_rec_max >= t_artist)
+    # The negative lists are per recording and in the same order: count any detector.
+    blocked = (track_neg_a >= t_track) | (neg_by_rec_max >= t_artist) | (np.array(fp_neg) >= t_fp)
     combined_fbr = float(np.mean(blocked))
-    thresholds = {
+    thresholds: dict[str, Any] = {
         "track": t_track,
         "artist": t_artist,
+        "fingerprint": {"threshold": t_fp},
         "false_block_rate": false_block_rate,
         "artist_top_k": artist_top_k,
-        "method": "leave-one-recording-out on snapshot; track/artist each at rate/2",
+        "method": "leave-one-recording-out on snapshot; track/artist/fingerprint each at rate/3",
     }
     pos = np.array(track_pos)
     apos = np.array(artist_pos)
+    fpos = np.array(fp_pos)
     return CalibrationReport(
         thresholds=thresholds,
         false_block_rate=false_block_rate,
@@ -166,9 +193,11 @@ def calibrate_thresholds(
         artist_positives=len(artist_pos),
         track_recall=float(np.mean(pos >= t_track)) if pos.size else 0.0,
         artist_recall=float(np.mean(apos >= t_artist)) if apos.size else 0.0,
+        fingerprint_recall=float(np.mean(fpos >= t_fp)) if fpos.size else 0.0,
+        replay_recall=float(np.mean((pos >= t_track) | (fpos >= t_fp))) if pos.size else 0.0,
         combined_false_block_rate=combined_fbr,
         per_transform_recall={
-            name: float(np.mean(np.array(v) >= t_track)) if v else 0.0
+            name: float(np.mean([a >= t_track or b >= t_fp for a, b in v])) if v else 0.0
             for name, v in per_transform.items()
         },
     )
@@ -180,23 +209,49 @@ def calibrate_run(
     *,
     embedder: AudioEmbedder,
     clips: Mapping[int, np.ndarray],
+    recordings: Mapping[int, np.ndarray],
     transforms: Mapping[str, Transform],
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
 ) -> CalibrationReport:
-    """Calibrate the run's newest gate index and store the thresholds with it (+ audit event)."""
+    """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
+
+    ``clips`` (recording id → wave, usually the first N seconds) are the calibration
+    queries; ``recordings`` (whole member recordings) are fingerprinted for the index.
+    """
     index = load_index(session, checkpoint_or_run, embedder_sha256=embedder.sha256)
+    rec_artists: dict[int, set[int]] = {}
+    for rec, ids in zip(index.recording_ids, index.artist_ids, strict=True):
+        rec_artists.setdefault(int(rec), set()).update(ids)
+    missing = sorted(set(rec_artists) - set(recordings))
+    if missing:
+        raise GateUnavailable(
+            f"cannot fingerprint the whole snapshot: no audio for recordings {missing[:10]}"
+        )
+    fingerprints = FingerprintIndex.build(
+        {rec: recordings[rec] for rec in sorted(rec_artists)}, rec_artists
+    )
     report = calibrate_thresholds(
         index,
         embedder,
         clips,
+        fingerprints=fingerprints,
         transforms=transforms,
         false_block_rate=false_block_rate,
         artist_top_k=artist_top_k,
     )
     row = session.get(EmbeddingIndex, index.row_id)
     assert row is not None
-    store_thresholds(session, row, {**report.thresholds, "report": _summary(report)})
+    fp_sha = store_fingerprints(row, fingerprints)
+    thresholds = dict(report.thresholds)
+    thresholds["fingerprint"] = {
+        **thresholds["fingerprint"],
+        "sha256": fp_sha,
+        "hashes": len(fingerprints),
+        "recordings": len(fingerprints.artists),
+    }
+    report.thresholds = thresholds
+    store_thresholds(session, row, {**thresholds, "report": _summary(report)})
     return report
 
 

@@ -4,7 +4,12 @@ Scores (cosine similarities between L2-normalised embedder windows and snapshot 
 
 - track score: the maximum similarity of any clip window to any training segment;
 - artist score: per artist, the mean of the top-``artist_top_k`` similarities between the
-  clip's windows and that artist's segments (taken from the exact top-``search_k`` hits).
+  clip's windows and that artist's segments (taken from the exact top-``search_k`` hits);
+- fingerprint score: the size of the largest group of landmark-quad matches that agree on
+  one training recording, pitch offset, time scale and offset (``generation.fingerprint``):
+  the detector for replays that went through pitch, tempo, noise or codec changes.
+
+Each detector has its own calibrated threshold; any one reaching it blocks the clip.
 
 The gate fails closed: anything that prevents a trustworthy decision raises
 ``GateUnavailable`` and never yields ``allow``.
@@ -30,7 +35,6 @@ __all__ = [
     "AudioEmbedder",
     "GateResult",
     "GateUnavailable",
-    "MelDetector",
     "SimilarityGate",
     "record_gate_decision",
 ]
@@ -42,16 +46,6 @@ class AudioEmbedder(Protocol):
     sha256: str
 
     def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray: ...
-
-
-class MelDetector(Protocol):
-    """An optional second detector: returns a name, a score and whether it fires."""
-
-    name: str
-
-    def score(self, wave_16k: np.ndarray) -> tuple[float, float]:
-        """(score, threshold); the detector fires when score >= threshold."""
-        ...
 
 
 @dataclass
@@ -83,7 +77,6 @@ class SimilarityGate:
         embedder: AudioEmbedder | None,
         thresholds: dict[str, Any] | None = None,
         *,
-        mel_detector: MelDetector | None = None,
         search_k: int = 256,
         artist_top_k: int = 3,
         top_artists: int = 5,
@@ -106,6 +99,17 @@ class SimilarityGate:
                     f"threshold {key!r} is {value!r}; calibrate the index first "
                     "(`fairchord gate calibrate`)"
                 )
+        fingerprint = chosen.get("fingerprint")
+        fp_threshold = fingerprint.get("threshold") if isinstance(fingerprint, dict) else None
+        if not isinstance(fp_threshold, (int, float)) or not np.isfinite(fp_threshold):
+            raise GateUnavailable(
+                f"fingerprint threshold is {fp_threshold!r}: the index was calibrated without "
+                "the fingerprint detector; run `fairchord gate calibrate`"
+            )
+        if index.fingerprints is None:
+            raise GateUnavailable(
+                "the index's fingerprints are not loaded; refusing to gate without them"
+            )
         if search_k < 1 or artist_top_k < 1 or top_artists < 1:
             raise ValueError(
                 f"search_k={search_k}, artist_top_k={artist_top_k}, top_artists={top_artists}: "
@@ -114,7 +118,7 @@ class SimilarityGate:
         self.index = index
         self.embedder = embedder
         self.thresholds = chosen
-        self.mel_detector = mel_detector
+        self.fingerprint_threshold = float(fp_threshold)
         self.search_k = search_k
         self.artist_top_k = artist_top_k
         self.top_artists = top_artists
@@ -201,18 +205,21 @@ class SimilarityGate:
                     f"artist_similarity {entry['score']:.4f} >= {artist_t:.4f} "
                     f"to party {entry['party_id']}"
                 )
-        if self.mel_detector is not None:
-            try:
-                mel_score, mel_t = self.mel_detector.score(wave)
-            except Exception as exc:
-                raise GateUnavailable(f"detector {self.mel_detector.name} failed: {exc}") from exc
-            if not (np.isfinite(mel_score) and np.isfinite(mel_t)):
-                raise GateUnavailable(
-                    f"detector {self.mel_detector.name} returned a non-finite score"
-                )
-            detector_scores[self.mel_detector.name] = float(mel_score)
-            if mel_score >= mel_t:
-                reasons.append(f"{self.mel_detector.name} {mel_score:.4f} >= {mel_t:.4f}")
+        fingerprints = self.index.fingerprints
+        assert fingerprints is not None  # checked in __init__
+        try:
+            match = fingerprints.match(wave)
+        except Exception as exc:
+            raise GateUnavailable(
+                f"fingerprint detector failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        detector_scores["fingerprint"] = float(match.score)
+        if match.score >= self.fingerprint_threshold:
+            reasons.append(
+                f"fingerprint {match.score} matching landmarks >= "
+                f"{self.fingerprint_threshold:g} to training recording {match.recording_id} "
+                f"(pitch {match.pitch_semitones:+.1f} st, time x{match.time_scale:.3f})"
+            )
         if not all(np.isfinite(v) for v in detector_scores.values()):
             raise GateUnavailable(f"non-finite gate scores: {detector_scores}")
         return GateResult(
@@ -228,6 +235,14 @@ class SimilarityGate:
             index_row_id=self.index.row_id,
             audio_sha256=hashlib.sha256(wave.tobytes()).hexdigest(),
             windows=int(windows.shape[0]),
+            extra={
+                "fingerprint": {
+                    "score": match.score,
+                    "recording_id": match.recording_id,
+                    "pitch_offset_semitones": match.pitch_semitones,
+                    "time_scale": match.time_scale,
+                }
+            },
         )
 
 
@@ -246,6 +261,7 @@ def record_gate_decision(
             "artists": list(result.artist_scores),
             "index_sha256": result.index_sha256,
             "embedder_sha256": result.embedder_sha256,
+            "fingerprint": result.extra.get("fingerprint"),
         },
         nearest=[result.nearest],
         thresholds=dict(result.thresholds),

@@ -5,12 +5,15 @@ Layout under ``fairchord_home()/runs/<run_id>/gate-index/<sha256[:12]>/``:
 - ``vectors.faiss``  exact ``IndexFlatIP`` over L2-normalised segment embeddings;
 - ``ids.json``       row → (recording id, segment index, artist party ids), plus the
                      training run id and embedder sha256 the vectors belong to;
-- ``meta.json``      embedder sha256, run id, snapshot digest, file digests, thresholds.
+- ``meta.json``      embedder sha256, run id, snapshot digest, file digests, thresholds;
+- ``fingerprints.npz`` the snapshot's landmark fingerprints (``generation.fingerprint``),
+                     written by calibration; its sha256 is kept in the thresholds.
 
 ``EmbeddingIndex.sha256`` covers the vectors and the id map only (sha256 over
 ``"vectors.faiss:<sha>\\nids.json:<sha>\\n"``), never the thresholds: calibration
 rewrites thresholds in ``meta.json`` and in ``EmbeddingIndex.thresholds`` without
-changing the index identity. Loading re-hashes both files and refuses any mismatch.
+changing the index identity. Loading re-hashes both files and refuses any mismatch, and
+re-hashes the fingerprints against the sha256 the calibrated thresholds record.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from generation.fingerprint import FingerprintIndex
 from provenance.audit_log import append_event
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 from provenance.settings import fairchord_home
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 VECTORS_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
 META_FILE = "meta.json"
+FINGERPRINTS_FILE = "fingerprints.npz"
 
 
 class GateUnavailable(RuntimeError):
@@ -61,6 +66,7 @@ class GateIndex:
     thresholds: dict[str, Any] = field(default_factory=dict)
     row_id: int | None = None
     path: Path | None = None
+    fingerprints: FingerprintIndex | None = None
 
     @property
     def ntotal(self) -> int:
@@ -226,6 +232,40 @@ def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str
     )
 
 
+def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> str:
+    """Write the snapshot's fingerprints beside the vectors; returns their sha256.
+
+    The caller records the digest in the thresholds (``thresholds["fingerprint"]["sha256"]``),
+    which is what loading verifies the file against.
+    """
+    data = fingerprints.to_bytes()
+    _write_atomic(Path(row.uri) / FINGERPRINTS_FILE, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> FingerprintIndex | None:
+    entry = thresholds.get("fingerprint")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise GateUnavailable(f"fingerprint thresholds are malformed: {entry!r}")
+    path = directory / FINGERPRINTS_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GateUnavailable(f"fingerprints at {path} are unreadable: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise GateUnavailable(
+            f"fingerprints at {path} are corrupt: sha256 {actual[:12]}, calibration recorded "
+            f"{entry['sha256'][:12]}"
+        )
+    try:
+        return FingerprintIndex.from_bytes(data)
+    except Exception as exc:
+        raise GateUnavailable(f"fingerprints at {path} cannot be read: {exc}") from exc
+
+
 def _resolve_run(
     session: Session, checkpoint_or_run: Checkpoint | TrainingRun | int
 ) -> TrainingRun:
@@ -312,6 +352,8 @@ def load_index(
     n = int(index.ntotal)
     if n != len(ids_doc["recording_id"]) or n != row.vectors:
         raise GateUnavailable(f"gate index {row.sha256[:12]} has {n} vectors, id map/row disagree")
+    thresholds = dict(row.thresholds or {})
+    fingerprints = _load_fingerprints(directory, thresholds)
     return GateIndex(
         index=index,
         recording_ids=np.asarray(ids_doc["recording_id"], dtype=np.int64),
@@ -321,7 +363,8 @@ def load_index(
         training_run_id=run.id,
         snapshot_digest=snapshot_digest,
         sha256=row.sha256,
-        thresholds=dict(row.thresholds or {}),
+        thresholds=thresholds,
         row_id=row.id,
         path=directory,
+        fingerprints=fingerprints,
     )

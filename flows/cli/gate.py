@@ -137,7 +137,8 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Set the gate's thresholds from the checkpoint's own snapshot: transformed copies
-        of training clips (track score), leave-one-recording-out (artist score)."""
+        of training clips (track and fingerprint scores), leave-one-recording-out (artist
+        score). Also fingerprints every member recording for the gate."""
         from sqlalchemy import select
 
         from generation.calibrate import calibrate_run, default_transforms
@@ -159,16 +160,16 @@ def register(app: typer.Typer) -> None:
                     .where(TrainingRunMember.training_run_id == ckpt.training_run_id)
                     .order_by(Recording.id)
                 ).scalars()
-                clips = {
-                    rec.id: load_wave_16k(rec.object_uri)[:limit]
-                    for rec in members
-                    if rec.object_uri
+                recordings = {
+                    rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri
                 }
+                clips = {rec_id: wave[:limit] for rec_id, wave in recordings.items()}
                 report = calibrate_run(
                     session,
                     ckpt,
                     embedder=embedder,
                     clips=clips,
+                    recordings=recordings,
                     transforms=default_transforms(),
                     false_block_rate=false_block_rate,
                 )
@@ -179,8 +180,12 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(
                 f"track ≥ {report.thresholds['track']:.4f} (recall {report.track_recall:.3f}), "
-                f"artist ≥ {report.thresholds['artist']:.4f} (recall "
-                f"{report.artist_recall:.3f}); false blocks on negatives "
+                f"fingerprint ≥ {report.thresholds['fingerprint']['threshold']:g} (recall "
+                f"{report.fingerprint_recall:.3f}), replays blocked by either "
+                f"{report.replay_recall:.3f}; artist ≥ {report.thresholds['artist']:.4f} "
+                f"(recall {report.artist_recall:.3f}); false blocks on negatives "
                 f"{report.combined_false_block_rate:.3%} over {report.recordings} recordings",
                 highlight=False,
             )
+            for name, recall in report.per_transform_recall.items():
+                console.print(f"  {name:<16} replays blocked {recall:.3f}", highlight=False)

@@ -36,9 +36,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def demo_manifest(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def demo_manifest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Kept in pytest's cache between runs when there is one: a rebuild verifies every copy
     # and render by sha256 and redoes only what changed.
     cache = request.config.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from generation.calibrate import calibrate_run, default_transforms, threshold_at_rate
+from generation.fingerprint import MIN_THRESHOLD
 from generation.gate import SimilarityGate
-from generation.index import load_index
+from generation.index import GateUnavailable, load_index
 from provenance.models import EmbeddingIndex
+from tests.generation.test_fingerprint import melody
 from tests.generation.test_gate import (
     TRAINING,
     StandInEmbedder,
@@ -42,6 +45,7 @@ def test_calibrate_run_stores_thresholds_and_gate_uses_them(session: Session) ->
         run,
         embedder=embedder,
         clips=clips,
+        recordings=clips,
         transforms=default_transforms(["gain_-6db", "noise_20db", "crop_5s"]),
         false_block_rate=0.01,
     )
@@ -55,8 +59,51 @@ def test_calibrate_run_stores_thresholds_and_gate_uses_them(session: Session) ->
     assert index.path is not None
     meta = json.loads((Path(index.path) / "meta.json").read_text())
     assert meta["thresholds"]["track"] == report.thresholds["track"]
+    fingerprint = row.thresholds["fingerprint"]
+    assert fingerprint["threshold"] >= MIN_THRESHOLD
+    assert fingerprint["recordings"] == len(TRAINING)
+    stored = (Path(index.path) / "fingerprints.npz").read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == fingerprint["sha256"]
     # Thresholds do not change the index identity: it still loads and verifies.
     reloaded = load_index(session, run, embedder_sha256=embedder.sha256)
     assert reloaded.sha256 == index.sha256
     gate = SimilarityGate(reloaded, embedder)
     assert gate.check(clips[2]).verdict == "block"
+
+
+def test_fingerprints_catch_pitch_and_tempo_replays_in_calibration(session: Session) -> None:
+    """On music-like clips the embedding misses pitch/tempo copies; the fingerprints do not."""
+    embedder = StandInEmbedder()
+    run = make_run(session)
+    training = {rec: melody(rec) for rec in (1, 2, 3, 4)}
+    build_demo_index(session, embedder, run, training=training)
+    report = calibrate_run(
+        session,
+        run,
+        embedder=embedder,
+        clips=training,
+        recordings=training,
+        transforms=default_transforms(["pitch_+2", "pitch_-1", "tempo_+10%", "tempo_-5%"]),
+        false_block_rate=0.01,
+    )
+    assert report.combined_false_block_rate == 0.0
+    assert report.fingerprint_recall == 1.0
+    assert report.replay_recall == 1.0
+    assert all(recall == 1.0 for recall in report.per_transform_recall.values())
+
+
+def test_calibration_needs_audio_for_every_member(session: Session) -> None:
+    embedder = StandInEmbedder()
+    run = make_run(session)
+    build_demo_index(session, embedder, run)
+    clips = {rec: tone_clip(freqs, seconds=20.0, seed=rec) for rec, (_, freqs) in TRAINING.items()}
+    partial = {rec: wave for rec, wave in clips.items() if rec != 4}
+    with pytest.raises(GateUnavailable, match="no audio for recordings"):
+        calibrate_run(
+            session,
+            run,
+            embedder=embedder,
+            clips=clips,
+            recordings=partial,
+            transforms=default_transforms(["gain_-6db"]),
+        )

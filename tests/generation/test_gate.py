@@ -10,9 +10,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex
 from generation.gate import GateUnavailable, SimilarityGate, record_gate_decision
-from generation.index import GateIndex, build_index_for_run, load_index
-from provenance.models import AuditEvent, GateDecision, TrainingRun, utcnow
+from generation.index import (
+    GateIndex,
+    build_index_for_run,
+    load_index,
+    store_fingerprints,
+    store_thresholds,
+)
+from provenance.models import AuditEvent, EmbeddingIndex, GateDecision, TrainingRun, utcnow
+from tests.generation.test_fingerprint import _pitch, melody
 
 SR = 16_000
 WINDOW_S = 10.0
@@ -78,16 +86,47 @@ def make_run(session: Session, *, digest: str | None = "ab" * 32) -> TrainingRun
     return run
 
 
-def build_demo_index(session: Session, embedder: StandInEmbedder, run: TrainingRun) -> GateIndex:
+def attach_fingerprints(
+    session: Session,
+    row: EmbeddingIndex,
+    waves: dict[int, np.ndarray],
+    artists: dict[int, list[int]],
+    *,
+    threshold: float = MIN_THRESHOLD,
+) -> None:
+    """Fingerprint ``waves`` into the index and record the detector's threshold and digest."""
+    sha = store_fingerprints(row, FingerprintIndex.build(waves, artists))
+    thresholds = {**(row.thresholds or {}), "fingerprint": {"threshold": threshold, "sha256": sha}}
+    store_thresholds(session, row, thresholds)
+
+
+def build_demo_index(
+    session: Session,
+    embedder: StandInEmbedder,
+    run: TrainingRun,
+    *,
+    track_threshold: float = 0.95,
+    training: dict[int, np.ndarray] | None = None,
+) -> GateIndex:
+    """Index the TRAINING tones (or ``training``: recording id → wave, artist 100 + id)."""
+    waves = training or {
+        rec: tone_clip(freqs, seconds=20.0, seed=rec) for rec, (_, freqs) in TRAINING.items()
+    }
+    artist_of = (
+        {rec: 100 + rec for rec in waves}
+        if training
+        else {rec: artist for rec, (artist, _) in TRAINING.items()}
+    )
     vectors, rec_ids, seg_ids, artists = [], [], [], []
-    for rec, (artist, freqs) in TRAINING.items():
-        windows = embedder.embed_audio(tone_clip(freqs, seconds=20.0, seed=rec))
+    for rec, wave in waves.items():
+        artist = artist_of[rec]
+        windows = embedder.embed_audio(wave)
         for j, vec in enumerate(windows):
             vectors.append(vec)
             rec_ids.append(rec)
             seg_ids.append(j)
             artists.append([artist])
-    build_index_for_run(
+    row = build_index_for_run(
         session,
         run.id,
         embeddings=np.stack(vectors),
@@ -96,8 +135,9 @@ def build_demo_index(session: Session, embedder: StandInEmbedder, run: TrainingR
         artist_ids=artists,
         embedder_sha256=embedder.sha256,
         snapshot_digest=run.members_digest,
-        thresholds={"track": 0.95, "artist": 0.9, "false_block_rate": 0.01},
+        thresholds={"track": track_threshold, "artist": 0.9, "false_block_rate": 0.01},
     )
+    attach_fingerprints(session, row, waves, {rec: [a] for rec, a in artist_of.items()})
     return load_index(session, run, embedder_sha256=embedder.sha256)
 
 
@@ -127,7 +167,27 @@ def test_unrelated_clip_is_allowed(session: Session, embedder: StandInEmbedder) 
     assert result.track_similarity < 0.95
     assert result.thresholds["track"] == 0.95
     assert result.index_sha256 == gate.index.sha256
-    assert set(result.detector_scores) >= {"clap_track", "clap_artist"}
+    assert set(result.detector_scores) >= {"clap_track", "clap_artist", "fingerprint"}
+    assert result.detector_scores["fingerprint"] < MIN_THRESHOLD
+
+
+def test_pitch_shifted_replay_is_caught_by_the_fingerprint(
+    session: Session, embedder: StandInEmbedder
+) -> None:
+    """A replay moved up two semitones slips past the embedding; the landmarks still match."""
+    training = {rec: melody(rec) for rec in (1, 2, 3)}
+    index = build_demo_index(
+        session, embedder, make_run(session), track_threshold=0.9999, training=training
+    )
+    gate = SimilarityGate(index, embedder)
+    result = gate.check(_pitch(training[2], 2)[: SR * 10])
+    assert result.verdict == "block"
+    assert result.track_similarity < 0.9999  # the embedding alone would have let it through
+    assert result.detector_scores["fingerprint"] >= MIN_THRESHOLD
+    assert result.extra["fingerprint"]["recording_id"] == 2
+    assert result.extra["fingerprint"]["pitch_offset_semitones"] == pytest.approx(2.0, abs=0.5)
+    assert any(r.startswith("fingerprint") and "recording 2" in r for r in result.reasons)
+    assert gate.check(melody(50)[: SR * 10]).verdict == "allow"
 
 
 def test_decision_is_recorded_with_audit_event(session: Session, embedder: StandInEmbedder) -> None:
@@ -188,6 +248,36 @@ def test_corrupt_index_file_fails_closed(session: Session, embedder: StandInEmbe
     target.unlink()
     with pytest.raises(GateUnavailable, match="unreadable"):
         load_index(session, run)
+
+
+def test_corrupt_or_missing_fingerprints_fail_closed(
+    session: Session, embedder: StandInEmbedder
+) -> None:
+    run = make_run(session)
+    index = build_demo_index(session, embedder, run)
+    assert index.path is not None
+    target: Path = index.path / "fingerprints.npz"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(GateUnavailable, match="fingerprints .* corrupt"):
+        load_index(session, run)
+    target.unlink()
+    with pytest.raises(GateUnavailable, match="unreadable"):
+        load_index(session, run)
+
+
+def test_index_without_fingerprints_fails_closed(
+    session: Session, embedder: StandInEmbedder
+) -> None:
+    index = build_demo_index(session, embedder, make_run(session))
+    index.thresholds = {k: v for k, v in index.thresholds.items() if k != "fingerprint"}
+    with pytest.raises(GateUnavailable, match="without the fingerprint detector"):
+        SimilarityGate(index, embedder)
+    index = build_demo_index(session, embedder, make_run(session))
+    index.fingerprints = None
+    with pytest.raises(GateUnavailable, match="fingerprints are not loaded"):
+        SimilarityGate(index, embedder)
 
 
 class BrokenEmbedder(StandInEmbedder):

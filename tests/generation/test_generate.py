@@ -32,7 +32,7 @@ from provenance.consent import ConsentSubject, record_consent
 from provenance.models import AuditEvent, Checkpoint, Credit, GateDecision, Generation
 from provenance.parties import find_party
 from provenance.settings import DB_URL_ENV
-from tests.generation.test_gate import StandInEmbedder, tone_clip
+from tests.generation.test_gate import StandInEmbedder, attach_fingerprints, tone_clip
 from tests.provenance.audit.fixtures import build_recorded_run
 from training.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from training.diffusion.denoiser import Denoiser
@@ -154,7 +154,7 @@ def add_index(
             rec_ids.append(rid)
             seg_ids.append(len([r for r in rec_ids if r == rid]) + j)
             artists.append(list(party_ids))
-    build_index_for_run(
+    row = build_index_for_run(
         session,
         world.run_id,
         embeddings=np.stack(vectors),
@@ -164,6 +164,9 @@ def add_index(
         embedder_sha256=embedder.sha256,
         snapshot_digest="d" * 64,
         thresholds=thresholds or {"track": 0.95, "artist": 0.9},
+    )
+    attach_fingerprints(
+        session, row, dict([*items, *extra]), {rid: [] for rid, _ in [*items, *extra]}
     )
 
 
