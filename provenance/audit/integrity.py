@@ -23,7 +23,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Discrepancy:
-    kind: str  # audit_log | object | shard | manifest | checkpoint | index
+    kind: str  # audit_log | object | shard | manifest | checkpoint | index | fingerprints
     ref: str
     detail: str
 
@@ -103,6 +103,16 @@ def _indexes(session: Session) -> Iterator[tuple[str, str | None, str]]:
         yield str(index.id), index.uri, index.sha256
 
 
+def _fingerprints(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    """A calibrated index's fingerprints, against the digest its thresholds record."""
+    from generation.index import FINGERPRINTS_FILE
+
+    for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
+        entry = (index.thresholds or {}).get("fingerprint")
+        if isinstance(entry, dict) and entry.get("sha256"):
+            yield f"index {index.id}", f"{index.uri}/{FINGERPRINTS_FILE}", str(entry["sha256"])
+
+
 def _manifest_shards(session: Session) -> list[Discrepancy]:
     """Every shard a manifest lists must be the one the DB recorded, with the same digest."""
     found = []
@@ -142,6 +152,7 @@ CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = 
     "manifest": _manifests,
     "checkpoint": _checkpoints,
     "index": _indexes,
+    "fingerprints": _fingerprints,
 }
 
 

@@ -127,3 +127,33 @@ def test_a_gate_index_folder_is_checked_by_its_combined_digest(
     _flip_byte(folder / VECTORS_FILE)
     problems = [str(d) for d in verify_everything(session).discrepancies]
     assert len(problems) == 1 and problems[0].startswith("index "), problems
+
+
+def test_calibrated_fingerprints_are_checked_against_their_recorded_digest(
+    session: Session, tmp_path: Path
+) -> None:
+    from generation.index import FINGERPRINTS_FILE
+    from provenance.models import EmbeddingIndex
+
+    recorded = build_recorded_run(session, tmp_path)
+    folder = tmp_path / "gate-index"
+    folder.mkdir()
+    (folder / FINGERPRINTS_FILE).write_bytes(b"landmark quads" * 100)
+    sha = hashlib.sha256((folder / FINGERPRINTS_FILE).read_bytes()).hexdigest()
+    session.add(
+        EmbeddingIndex(
+            training_run_id=recorded.run.id,
+            embedder_sha256="e" * 64,
+            sha256="0" * 64,
+            uri=str(folder),
+            vectors=1,
+            thresholds={"track": 0.9, "fingerprint": {"threshold": 10, "sha256": sha}},
+        )
+    )
+    session.flush()
+    report = verify_everything(session)
+    assert report.checked["fingerprints"] == 1
+    assert not [d for d in report.discrepancies if d.kind == "fingerprints"]
+    _flip_byte(folder / FINGERPRINTS_FILE)
+    problems = [d for d in verify_everything(session).discrepancies if d.kind == "fingerprints"]
+    assert len(problems) == 1 and "sha256" in problems[0].detail, problems
