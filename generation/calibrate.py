@@ -38,6 +38,7 @@ from generation.index import (
     store_fingerprints,
     store_thresholds,
 )
+from generation.search import choose_search
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,7 @@ def calibrate_run(
     assert row is not None
     fp_sha = store_fingerprints(row, fingerprints)
     thresholds = dict(report.thresholds)
+    thresholds["search"] = choose_search(index.index, index.recording_ids)
     thresholds["fingerprint"] = {
         **thresholds["fingerprint"],
         "sha256": fp_sha,

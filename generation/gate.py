@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from generation.index import GateIndex, GateUnavailable
+from generation.search import Search, search_for
 from provenance.audit_log import append_event
 from provenance.models import GateDecision
 
@@ -115,6 +116,10 @@ class SimilarityGate:
                 f"search_k={search_k}, artist_top_k={artist_top_k}, top_artists={top_artists}: "
                 "each must be >= 1"
             )
+        try:
+            self.search: Search = search_for(index.index, index.recording_ids, chosen.get("search"))
+        except ValueError as exc:
+            raise GateUnavailable(f"cannot use the recorded search: {exc}") from exc
         self.index = index
         self.embedder = embedder
         self.thresholds = chosen
@@ -146,8 +151,9 @@ class SimilarityGate:
     def score_windows(self, windows: np.ndarray) -> dict[str, Any]:
         """Exact track score, nearest segment and per-artist scores for given windows."""
         k = min(self.search_k, self.index.ntotal)
-        sims, rows = self.index.index.search(windows, k)
-        if not np.all(np.isfinite(sims)) or np.any(rows < 0):
+        sims, rows = self.search.search(windows, k)
+        found = rows >= 0
+        if not np.all(found[:, 0]) or not np.all(np.isfinite(sims[found])):
             raise GateUnavailable("index search returned NaN scores or missing rows")
         best_w = int(np.argmax(sims[:, 0]))
         best_row = int(rows[best_w, 0])
@@ -156,6 +162,8 @@ class SimilarityGate:
         for w in range(sims.shape[0]):
             seen: dict[int, list[float]] = {}
             for sim, row in zip(sims[w], rows[w], strict=True):
+                if row < 0:
+                    break
                 for party in self.index.artist_ids[int(row)]:
                     seen.setdefault(party, []).append(float(sim))
             for party, values in seen.items():
@@ -236,12 +244,13 @@ class SimilarityGate:
             audio_sha256=hashlib.sha256(wave.tobytes()).hexdigest(),
             windows=int(windows.shape[0]),
             extra={
+                "search": self.search.name,
                 "fingerprint": {
                     "score": match.score,
                     "recording_id": match.recording_id,
                     "pitch_offset_semitones": match.pitch_semitones,
                     "time_scale": match.time_scale,
-                }
+                },
             },
         )
 
