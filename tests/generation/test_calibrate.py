@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from generation.calibrate import calibrate_run, default_transforms, threshold_at_rate
+from generation.calibrate import (
+    calibrate_run,
+    default_transforms,
+    tail_threshold,
+    threshold_at_rate,
+)
 from generation.fingerprint import MIN_THRESHOLD
 from generation.gate import SimilarityGate
 from generation.index import GateUnavailable, load_index
@@ -107,3 +112,16 @@ def test_calibration_needs_audio_for_every_member(session: Session) -> None:
             recordings=partial,
             transforms=default_transforms(["gain_-6db"]),
         )
+
+
+def test_tail_threshold_extrapolates_beyond_few_negatives() -> None:
+    rng = np.random.default_rng(0)
+    many = np.tanh(rng.normal(1.0, 0.2, 200_000))
+    fitted = tail_threshold(many, 0.01)
+    assert np.mean(many >= fitted) == pytest.approx(0.01, abs=0.002)
+    few = many[:19]
+    # With 19 negatives the empirical threshold sits just above the largest; the fit lies
+    # further out, where the real 0.1 % tail is.
+    assert tail_threshold(few, 0.001) > threshold_at_rate(few, 0.001) - 1e-9
+    assert np.mean(many >= tail_threshold(few, 0.001)) < 0.01
+    assert tail_threshold(few[:1], 0.01) == float("inf")
