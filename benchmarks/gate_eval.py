@@ -1,15 +1,19 @@
 """Gate evaluation on a checkpoint's snapshot: replay block rates per transform, false blocks
 on other artists' music, artist-flag rate on unseen tracks by snapshot artists.
 
-    .venv/bin/python benchmarks/gate_eval.py --checkpoint ID [--other-dir DIR ...] [--json]
+    .venv/bin/python benchmarks/gate_eval.py [--checkpoint ID] [--debian-extras]
+        [--other-dir DIR ...] [--scores FILE.jsonl] [--json]
 
 - Replays: every snapshot recording (first ``--clip-seconds`` s) under each transform
   (pitch ±1/±2 st, tempo ±5/±10 %, noise 20 dB SNR, 4 kHz low-pass, MP3/OGG re-encode,
-  5 s crop, ±6 dB gain, mixed under another snapshot track at −6 dB) through the gate.
+  5 s crop, ±6 dB gain, mixed at −6 dB under a track outside the snapshot, and through the
+  model's log-mel and the Griffin-Lim vocoder, as a memorised generation would sound).
 - False blocks: accepted recordings not in the snapshot whose credited parties are not
-  snapshot artists (the demo corpus's excluded files), plus audio files under --other-dir
-  (e.g. Debian-packaged music not in the snapshot).
-- Artist flags: accepted recordings not in the snapshot credited to a snapshot artist.
+  snapshot artists (the demo corpus's excluded files), with ``--debian-extras`` the
+  installed Debian music the corpus leaves out whose ARTIST tag names no snapshot artist,
+  plus audio files under --other-dir.
+- Artist flags: recordings (and, with ``--debian-extras``, installed Debian tracks) not in
+  the snapshot by a snapshot artist.
 
 Everything goes through the gate's one signal path (decode → 16 kHz → embedder).
 """
@@ -17,9 +21,11 @@ Everything goes through the gate's one signal path (decode → 16 kHz → embedd
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +85,15 @@ def _crop(w: np.ndarray) -> np.ndarray:
     return w[start : start + 5 * SR]
 
 
+def _through_model_mel(w: np.ndarray) -> np.ndarray:
+    """What a memorised training clip looks like when generated: the model's log-mel,
+    then the default vocoder (Griffin-Lim)."""
+    from generation.vocoder import GriffinLimVocoder
+    from training.mel import log_mel
+
+    return np.asarray(GriffinLimVocoder()(log_mel(w)), dtype=np.float32)
+
+
 def transforms() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return {
         "identity": lambda w: w,
@@ -97,7 +112,63 @@ def transforms() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "crop_5s": _crop,
         "gain_+6db": lambda w: (w * 2.0).astype(np.float32),
         "gain_-6db": lambda w: (w * 0.5).astype(np.float32),
+        "mel_vocoded": _through_model_mel,
     }
+
+
+# Installed Debian music the demo corpus draws from; the files it does not use are
+# evaluation material (by snapshot artists: artist flags; by anyone else: false blocks).
+DEBIAN_MUSIC = (
+    "/usr/share/games/wesnoth/1.16/data/core/music",
+    "/usr/share/games/singularity/music",
+    "/usr/share/hyperrogue/music",
+    "/usr/share/scummvm/drascula/audio",
+)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _artist_tag(path: Path) -> str | None:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            return handle.artist or None
+    except Exception:
+        return None
+
+
+def debian_extras(
+    session: Any, snapshot_artists: set[int], known_sha: set[str], member_sha: set[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """(negatives, unseen tracks by snapshot artists, skipped) among installed Debian music
+    not ingested. An ARTIST tag decides; an untagged file is a negative only in a folder
+    holding no snapshot recording (otherwise its composer is unknown: skipped)."""
+    from provenance.parties import find_parties
+
+    negatives: list[str] = []
+    unseen: list[str] = []
+    skipped: list[str] = []
+    for folder in DEBIAN_MUSIC:
+        files = [p for p in sorted(Path(folder).glob("*")) if p.is_file()]
+        digests = {p: _sha256(p) for p in files}
+        holds_members = bool(set(digests.values()) & member_sha)
+        for path in files:
+            if digests[path] in known_sha:
+                continue
+            tag = _artist_tag(path)
+            if tag is None:
+                (skipped if holds_members else negatives).append(str(path))
+                continue
+            parties = {p.id for p in find_parties(session, tag)}
+            (unseen if parties & snapshot_artists else negatives).append(str(path))
+    return negatives, unseen, skipped
 
 
 def main() -> None:
@@ -105,7 +176,7 @@ def main() -> None:
 
     from flows.cli.common import session_scope
     from flows.cli.gate import load_embedder, load_wave_16k, resolve_checkpoint
-    from generation.gate import SimilarityGate
+    from generation.gate import GateResult, SimilarityGate
     from generation.index import GateUnavailable, load_index
     from provenance.models import Credit, Recording, TrainingRunMember
 
@@ -116,11 +187,22 @@ def main() -> None:
     parser.add_argument("--clap", default=None)
     parser.add_argument("--clip-seconds", type=float, default=20.0)
     parser.add_argument("--other-dir", action="append", default=[], type=Path)
+    parser.add_argument(
+        "--debian-extras",
+        action="store_true",
+        help="Also use the installed Debian music the demo corpus leaves out "
+        f"({', '.join(DEBIAN_MUSIC)}), classified by ARTIST tag.",
+    )
+    parser.add_argument(
+        "--scores", type=Path, default=None, help="Write every check's detector scores (JSONL)."
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     n = int(args.clip_seconds * SR)
+    timings: list[float] = []
+    rows: list[dict[str, Any]] = []
     with session_scope() as session:
         ckpt = resolve_checkpoint(session, args.checkpoint)
         embedder = load_embedder(args.clap)
@@ -140,37 +222,41 @@ def main() -> None:
         ):
             artists_of.setdefault(rec_id, set()).add(party_id)
         snapshot_artists = set().union(*(artists_of.get(r, set()) for r in member_ids))
-        recordings = session.execute(
-            select(Recording).where(
-                Recording.status == "accepted", Recording.duplicate_of_id.is_(None)
-            )
-        ).scalars()
-        uris = {r.id: r.object_uri for r in recordings if r.object_uri}
+        all_recordings = session.execute(select(Recording)).scalars().all()
+        known_sha = {r.sha256 for r in all_recordings}
+        member_sha = {r.sha256 for r in all_recordings if r.id in member_ids}
+        uris = {
+            r.id: r.object_uri
+            for r in all_recordings
+            if r.object_uri and r.status == "accepted" and r.duplicate_of_id is None
+        }
 
-        def verdict(wave: np.ndarray) -> tuple[str, float]:
+        def check(wave: np.ndarray, kind: str = "", item: Any = None) -> GateResult | None:
+            started = time.perf_counter()
             try:
                 result = gate.check(wave)
             except GateUnavailable as exc:
                 log.warning("gate unavailable: %s", exc)
-                return "unavailable", float("nan")
-            return result.verdict, result.track_similarity
+                rows.append({"set": kind, "item": item, "verdict": "unavailable"})
+                return None
+            timings.append(time.perf_counter() - started)
+            rows.append(
+                {
+                    "set": kind,
+                    "item": item,
+                    "verdict": result.verdict,
+                    "scores": result.detector_scores,
+                    "reasons": result.reasons,
+                }
+            )
+            return result
+
+        def blocked(wave: np.ndarray, kind: str, item: Any) -> bool:
+            result = check(wave, kind, item)
+            return result is None or result.verdict == "block"
 
         clips = {r: load_wave_16k(uris[r])[:n] for r in sorted(member_ids) if r in uris}
         keys = sorted(clips)
-        replay: dict[str, dict[str, Any]] = {}
-        for name, transform in transforms().items():
-            blocked = 0
-            for rec in keys:
-                blocked += verdict(transform(clips[rec]))[0] != "allow"
-            replay[name] = {"clips": len(keys), "block_rate": blocked / max(1, len(keys))}
-            log.info("replay %-14s %.3f", name, replay[name]["block_rate"])
-        mixed = 0
-        for i, rec in enumerate(keys):
-            other = clips[keys[(i + 1) % len(keys)]]
-            m = min(other.size, clips[rec].size)
-            mixed += verdict(other[:m] + 0.5 * clips[rec][:m])[0] != "allow"
-        replay["mixed_under_-6db"] = {"clips": len(keys), "block_rate": mixed / max(1, len(keys))}
-
         negatives: list[str] = []
         artist_unseen: list[str] = []
         for rec, uri in uris.items():
@@ -179,27 +265,84 @@ def main() -> None:
             (artist_unseen if artists_of.get(rec, set()) & snapshot_artists else negatives).append(
                 uri
             )
-        others = [str(p) for d in args.other_dir for p in sorted(d.rglob("*")) if p.is_file()]
-        neg_verdicts = [verdict(load_wave_16k(u)[:n])[0] for u in [*negatives, *others]]
-        flag_verdicts = [verdict(load_wave_16k(u)[:n])[0] for u in artist_unseen]
+        skipped: list[str] = []
+        if args.debian_extras:
+            extra_neg, extra_unseen, skipped = debian_extras(
+                session, snapshot_artists, known_sha, member_sha
+            )
+            negatives += extra_neg
+            artist_unseen += extra_unseen
+        negatives += [str(p) for d in args.other_dir for p in sorted(d.rglob("*")) if p.is_file()]
+        neg_waves = {u: load_wave_16k(u)[:n] for u in negatives}
+
+        replay: dict[str, dict[str, Any]] = {}
+        for name, transform in transforms().items():
+            hits = {"any": 0, "clap": 0, "fingerprint": 0}
+            for rec in keys:
+                result = check(transform(clips[rec]), f"replay:{name}", rec)
+                hits["any"] += result is None or result.verdict == "block"
+                if result is not None:
+                    hits["clap"] += any(r.startswith("track_") for r in result.reasons)
+                    hits["fingerprint"] += any(r.startswith("fingerprint") for r in result.reasons)
+            replay[name] = {
+                "clips": len(keys),
+                "block_rate": hits["any"] / max(1, len(keys)),
+                "clap_track_rate": hits["clap"] / max(1, len(keys)),
+                "fingerprint_rate": hits["fingerprint"] / max(1, len(keys)),
+            }
+            log.info("replay %-14s %.3f", name, replay[name]["block_rate"])
+        # Mixed at -6 dB under a track that is not in the snapshot (another artist's), so the
+        # louder part cannot be what gets it blocked.
+        beds = list(neg_waves.values()) or [clips[k] for k in keys[1:] + keys[:1]]
+        mixed = 0
+        for i, rec in enumerate(keys):
+            bed = beds[i % len(beds)]
+            m = min(bed.size, clips[rec].size)
+            mixed += blocked(bed[:m] + 0.5 * clips[rec][:m], "replay:mixed_under_-6db", rec)
+        replay["mixed_under_-6db"] = {
+            "clips": len(keys),
+            "block_rate": mixed / max(1, len(keys)),
+            "bed": "non-snapshot tracks" if neg_waves else "other snapshot tracks",
+        }
+
+        neg_results = {u: check(w, "false_block", u) for u, w in neg_waves.items()}
+        flag_results = {u: check(load_wave_16k(u)[:n], "artist_flag", u) for u in artist_unseen}
+
+    def summary(results: dict[str, GateResult | None], *, flags: bool) -> dict[str, Any]:
+        if not results:
+            return {"files": 0, "rate": None}
+        hit = [
+            (r is not None and r.verdict == "block")
+            if flags
+            else (r is None or r.verdict == "block")
+            for r in results.values()
+        ]
+        fp = [r.detector_scores.get("fingerprint", 0.0) for r in results.values() if r]
+        return {
+            "files": len(results),
+            "rate": float(np.mean(hit)),
+            "blocked_files": [u for u, h in zip(results, hit, strict=True) if h],
+            "max_fingerprint_score": max(fp) if fp else None,
+            "max_track_similarity": max(
+                (r.track_similarity for r in results.values() if r), default=None
+            ),
+        }
 
     report = {
         "checkpoint_id": ckpt.id,
         "training_run_id": run_id,
         "index_sha256": index.sha256,
         "thresholds": gate.thresholds,
+        "search": gate.search.name,
+        "clip_seconds": args.clip_seconds,
         "replay": replay,
-        "false_block": {
-            "files": len(neg_verdicts),
-            "rate": float(np.mean([v != "allow" for v in neg_verdicts])) if neg_verdicts else None,
-        },
-        "artist_flag": {
-            "files": len(flag_verdicts),
-            "rate": float(np.mean([v == "block" for v in flag_verdicts]))
-            if flag_verdicts
-            else None,
-        },
+        "false_block": summary(neg_results, flags=False),
+        "artist_flag": summary(flag_results, flags=True),
+        "skipped_unknown_composer": skipped,
+        "gate_ms_per_clip_mean": 1000 * float(np.mean(timings)) if timings else None,
     }
+    if args.scores:
+        args.scores.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
