@@ -5,13 +5,17 @@ near their artist, segments near their track (all L2-normalised, 512-d), so neig
 cluster the way CLAP segments of one track/artist do. Pass ``--seed-embeddings FILE.npy``
 to replicate real embeddings (with small perturbations) instead of random centroids.
 
-Two-stage search: exact search over per-track centroids, then exact IndexFlatIP-equivalent
-scoring of every segment of the top ``--probe-tracks`` tracks. Recall is measured on planted
+Two-stage search (``generation.search.TwoStageSearch``, what the gate uses where
+calibration measured it safe): exact search over per-track centroids, then exact scoring
+of every segment of the top ``--probe-tracks`` tracks. Recall is measured on planted
 near-copies (a stored segment + noise, cosine ≈ 0.9 to its source): the fraction of queries
 whose exact top-1 row is also the two-stage top-1.
 
-Also times the gate's own scoring overhead (search + per-artist scores) per 10 s clip with
-precomputed windows; CLAP embedding time is the embedder's and is measured separately.
+Then the whole gate per 10 s clip, as ``SimilarityGate.check`` runs it: CLAP embedding of
+the clip's one 10 s window (``--clap``, default the home's CLAP), search + per-artist
+scores (``SimilarityGate.score_windows``) at the synthetic size, exact and two-stage, and
+the fingerprint match against a calibrated index's fingerprints (``--fingerprints``,
+default the newest under $FAIRCHORD_HOME).
 
     .venv/bin/python benchmarks/gate_speed.py --segments 1000000 --threads 2
 """
@@ -22,11 +26,18 @@ import argparse
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from generation.fingerprint import FingerprintIndex
+from generation.gate import SimilarityGate
+from generation.index import GateIndex
+from generation.search import TwoStageSearch
+
 log = logging.getLogger("gate_speed")
+DEFAULT_AUDIO = "/usr/share/games/wesnoth/1.16/data/core/music/battle-epic.ogg"
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -69,34 +80,54 @@ def plant_queries(
     return queries, rows
 
 
-class TwoStageIndex:
-    """Exact top tracks by centroid, then exact scoring of those tracks' segments."""
+class StandInEmbedder:
+    """Only its digest is used: the benchmark feeds precomputed windows to score_windows."""
 
-    def __init__(self, vectors: np.ndarray, track_of: np.ndarray, *, probe_tracks: int) -> None:
-        import faiss
+    sha256 = "synthetic"
 
-        self.vectors = vectors
-        order = np.argsort(track_of, kind="stable")
-        self.order = order
-        counts = np.bincount(track_of)
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
-        sums = np.add.reduceat(vectors[order], self.offsets[:-1], axis=0)
-        self.centroids = faiss.IndexFlatIP(vectors.shape[1])
-        self.centroids.add(normalise(sums))
-        self.probe_tracks = probe_tracks
+    def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    def search(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, tracks = self.centroids.search(queries, self.probe_tracks)
-        best_sim = np.full(queries.shape[0], -np.inf, dtype=np.float32)
-        best_row = np.full(queries.shape[0], -1, dtype=np.int64)
-        for q in range(queries.shape[0]):
-            rows = np.concatenate(
-                [self.order[self.offsets[t] : self.offsets[t + 1]] for t in tracks[q]]
-            )
-            sims = self.vectors[rows] @ queries[q]
-            j = int(np.argmax(sims))
-            best_sim[q], best_row[q] = sims[j], rows[j]
-        return best_sim, best_row
+
+def clip_costs(
+    clap: str | None, fingerprints: str | None, audio: str | None
+) -> tuple[float | None, float | None, int | None]:
+    """Median CLAP embedding and fingerprint-match seconds for one 10 s clip, if available."""
+    from flows.cli.gate import load_wave_16k
+    from provenance.settings import fairchord_home
+
+    home = fairchord_home()
+    clap_path = Path(clap) if clap else home / "clap" / "clap.pt"
+    fp_paths = (
+        [Path(fingerprints)]
+        if fingerprints
+        else sorted(
+            home.glob("runs/*/gate-index/*/fingerprints.npz"), key=lambda p: p.stat().st_mtime
+        )
+    )
+    source = Path(audio) if audio else Path(DEFAULT_AUDIO)
+    if not source.is_file():
+        log.warning("no audio clip at %s: skipping embedding and fingerprint timings", source)
+        return None, None, None
+    wave = load_wave_16k(str(source))[16_000 * 30 : 16_000 * 40]
+    t_embed = t_fp = None
+    hashes = None
+    if clap_path.is_file():
+        from training.clap_embedder import ClapEmbedder
+
+        embedder = ClapEmbedder.load(clap_path)
+        embedder.embed_audio(wave)  # warm-up
+        t_embed = float(np.median([timed(embedder.embed_audio, wave)[0] for _ in range(5)]))
+    else:
+        log.warning("no CLAP at %s: skipping the embedding timing", clap_path)
+    if fp_paths:
+        reference = FingerprintIndex.from_bytes(fp_paths[-1].read_bytes())
+        hashes = len(reference)
+        reference.match(wave)
+        t_fp = float(np.median([timed(reference.match, wave)[0] for _ in range(5)]))
+    else:
+        log.warning("no calibrated fingerprints found: skipping the fingerprint timing")
+    return t_embed, t_fp, hashes
 
 
 def timed(fn: Any, *args: Any, repeat: int = 1) -> tuple[float, Any]:
@@ -125,6 +156,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seed-embeddings", default=None, help=".npy of real segment embeddings")
+    parser.add_argument("--clap", default=None, help="CLAP checkpoint (default: the home's)")
+    parser.add_argument("--fingerprints", default=None, help="a calibrated fingerprints.npz")
+    parser.add_argument("--audio", default=None, help=f"10 s clip source (default {DEFAULT_AUDIO})")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -132,7 +166,7 @@ def main() -> None:
 
     base = np.load(args.seed_embeddings) if args.seed_embeddings else None
     t0 = time.perf_counter()
-    vectors, track_of, _ = synthetic_segments(
+    vectors, track_of, artist_of = synthetic_segments(
         args.segments,
         dim=args.dim,
         per_track=args.per_track,
@@ -156,15 +190,46 @@ def main() -> None:
     t_all, (exact_sims, exact_rows) = timed(flat.search, queries, 1)
     exact_found = float(np.mean(exact_rows[:, 0] == planted))
 
-    two = TwoStageIndex(vectors, track_of, probe_tracks=args.probe_tracks)
-    t_two, (two_sims, two_rows) = timed(two.search, queries)
+    two = TwoStageSearch(vectors, track_of, probe_tracks=args.probe_tracks)
+    t_two, (two_sims, two_rows) = timed(two.search, queries, 1)
     t_two /= queries.shape[0]
-    two_recall = float(np.mean(two_rows == exact_rows[:, 0]))
-    two_found = float(np.mean(two_rows == planted))
+    two_recall = float(np.mean(two_rows[:, 0] == exact_rows[:, 0]))
+    two_found = float(np.mean(two_rows[:, 0] == planted))
 
-    # Gate search overhead per clip: 3 windows (10 s, 5 s hop) searched exactly with k=256.
-    windows = queries[:3]
-    t_gate, _ = timed(flat.search, windows, 256, repeat=3)
+    # Gate search + per-artist scoring per 10 s clip (one window), exact and two-stage.
+    index = GateIndex(
+        index=flat,
+        recording_ids=track_of,
+        segment_index=np.zeros(track_of.size, dtype=np.int64),
+        artist_ids=[[int(a)] for a in artist_of[track_of]],
+        embedder_sha256="synthetic",
+        training_run_id=0,
+        snapshot_digest=None,
+        sha256="synthetic",
+        thresholds={},
+        fingerprints=FingerprintIndex.build({}, {}),
+    )
+    thresholds: dict[str, Any] = {"track": 0.9, "artist": 0.9, "fingerprint": {"threshold": 10}}
+    stand_in = StandInEmbedder()
+    exact_gate = SimilarityGate(index, stand_in, thresholds)
+    two_gate = SimilarityGate(
+        index,
+        stand_in,
+        {
+            **thresholds,
+            "search": {
+                "method": "two-stage",
+                "probe_tracks": args.probe_tracks,
+                "planted_recall": two_found,
+            },
+        },
+    )
+    windows = queries[:20]
+    t_score_exact, _ = timed(lambda: [exact_gate.score_windows(w[None]) for w in windows[:5]])
+    t_score_exact /= 5
+    t_score_two, _ = timed(lambda: [two_gate.score_windows(w[None]) for w in windows])
+    t_score_two /= windows.shape[0]
+    t_embed, t_fp, fp_hashes = clip_costs(args.clap, args.fingerprints, args.audio)
 
     result = {
         "segments": int(vectors.shape[0]),
@@ -179,8 +244,15 @@ def main() -> None:
         "two_stage_ms_per_query": 1000 * t_two,
         "two_stage_recall_vs_exact_top1": two_recall,
         "two_stage_planted_found": two_found,
-        "gate_search_ms_per_clip_exact_k256_3windows": 1000 * t_gate,
+        "gate_score_windows_ms_per_clip_exact": 1000 * t_score_exact,
+        "gate_score_windows_ms_per_clip_two_stage": 1000 * t_score_two,
+        "clap_embed_ms_per_10s_clip": None if t_embed is None else 1000 * t_embed,
+        "fingerprint_match_ms_per_10s_clip": None if t_fp is None else 1000 * t_fp,
+        "fingerprint_reference_hashes": fp_hashes,
     }
+    if t_embed is not None and t_fp is not None:
+        for name, t_score in (("exact", t_score_exact), ("two_stage", t_score_two)):
+            result[f"gate_total_ms_per_10s_clip_{name}"] = 1000 * (t_embed + t_score + t_fp)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
