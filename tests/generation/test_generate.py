@@ -29,7 +29,14 @@ from generation.index import GateUnavailable, build_index_for_run
 from generation.pipeline import ClapMismatch, GenerationRequest, generate
 from generation.variation import sample_variation
 from provenance.consent import ConsentSubject, record_consent
-from provenance.models import AuditEvent, Checkpoint, Credit, GateDecision, Generation
+from provenance.models import (
+    AuditEvent,
+    Checkpoint,
+    Credit,
+    GateDecision,
+    Generation,
+    Recording,
+)
 from provenance.parties import find_party
 from provenance.settings import DB_URL_ENV
 from tests.generation.test_gate import StandInEmbedder, attach_fingerprints, tone_clip
@@ -559,3 +566,51 @@ def test_real_clap_conditions_and_gates(tmp_path: Path, trained: Trained, real_c
             assert issubclass(ClapMismatch, GateUnavailable)
             session.commit()
         engine.dispose()
+
+
+# --- calibration through the CLI ------------------------------------------------------------
+
+
+def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_copy(
+    session: Session,
+    db_url: str,
+    tmp_path: Path,
+    trained: Trained,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`fairchord gate calibrate` fingerprints every member recording and stores thresholds;
+    `fairchord gate check` then blocks a pitch-shifted member by its fingerprints."""
+    import soundfile as sf
+
+    from tests.generation.test_fingerprint import _pitch, melody
+
+    world = build_world(session, tmp_path, trained)
+    for i, rid in enumerate(world.recordings):
+        rec = session.get(Recording, rid)
+        assert rec is not None and rec.object_uri is not None
+        sf.write(rec.object_uri, melody(i + 1), 16_000, format="WAV")
+    session.commit()
+    monkeypatch.setenv(DB_URL_ENV, db_url)
+    monkeypatch.setattr("flows.cli.gate.load_embedder", lambda _clap: world.embedder)
+    checkpoint = ["--checkpoint", str(world.checkpoint_id)]
+    result = CliRunner().invoke(
+        app, ["gate", "calibrate", *checkpoint, "--clip-seconds", "10", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["thresholds"]["fingerprint"]["recordings"] == len(world.recordings)
+    assert report["thresholds"]["fingerprint"]["threshold"] >= 10
+    assert report["combined_false_block_rate"] <= 0.01
+    copy = tmp_path / "copy.wav"
+    sf.write(copy, _pitch(melody(2), 2)[: 16_000 * 10], 16_000)
+    other = tmp_path / "other.wav"
+    sf.write(other, melody(77)[: 16_000 * 10], 16_000)
+    result = CliRunner().invoke(app, ["gate", "check", str(copy), *checkpoint, "--json"])
+    assert result.exit_code == 5, result.output
+    doc = json.loads(result.stdout)
+    assert doc["verdict"] == "block"
+    assert doc["extra"]["fingerprint"]["recording_id"] == world.recordings[1]
+    assert doc["detector_scores"]["fingerprint"] >= 10
+    result = CliRunner().invoke(app, ["gate", "check", str(other), *checkpoint, "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["detector_scores"]["fingerprint"] < 10, doc
