@@ -15,7 +15,9 @@ Each of the three thresholds is set so at most ``false_block_rate / 3`` of its n
 reach it, so the detectors together stay within the stated false-block rate on negatives.
 The two embedding thresholds are also at least the ``false_block_rate / 3`` tail of a
 normal fitted to the per-window negatives' Fisher z (``tail_threshold``): a snapshot has
-too few recordings to read such a quantile off directly. The fingerprint threshold never
+too few recordings to read such a quantile off directly. The fitted tails are stored too,
+so the gate can hold a clip of w windows to rate / (3 w) per window (a whole track must
+not get more chances to cross than a 10 s clip). The fingerprint threshold never
 goes below ``fingerprint.MIN_THRESHOLD``. The thresholds
 are stored in ``EmbeddingIndex.thresholds`` and the index's meta.json, the fingerprints
 beside the vectors with their sha256 in the thresholds; the index sha256 covers the
@@ -42,6 +44,7 @@ from generation.index import (
     store_thresholds,
 )
 from generation.search import choose_search
+from generation.tail import fit_tail, tail_at
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -99,13 +102,9 @@ def tail_threshold(negatives: np.ndarray, rate: float) -> float:
     music from outside the snapshot crosses it). The fitted tail extrapolates instead;
     calibration keeps whichever of the two thresholds is higher.
     """
-    from statistics import NormalDist
-
-    values = np.arctanh(np.clip(np.asarray(negatives, dtype=np.float64), -0.999999, 0.999999))
-    if values.size < 2:
+    if np.asarray(negatives).size < 2:
         return float("inf")
-    z = float(values.mean() + NormalDist().inv_cdf(1.0 - rate) * values.std(ddof=1))
-    return float(np.tanh(z))
+    return tail_at(fit_tail(negatives), rate)
 
 
 def _embed(embedder: AudioEmbedder, wave: np.ndarray) -> np.ndarray:
@@ -196,14 +195,16 @@ def calibrate_thresholds(
         raise ValueError("none of the clips are in the index; nothing to calibrate on")
     share = false_block_rate / 3
     # Per-window negatives (every 10 s window of every recording) feed the tail fit.
+    track_windows = np.concatenate(track_neg_windows)
+    artist_windows = np.concatenate(artist_neg_windows)
     t_track = max(
         threshold_at_rate(np.array(track_neg), share),
-        tail_threshold(np.concatenate(track_neg_windows), share),
+        tail_threshold(track_windows, share),
     )
     neg_by_rec_max = np.array(artist_neg)
     t_artist = max(
         threshold_at_rate(neg_by_rec_max, share),
-        tail_threshold(np.concatenate(artist_neg_windows), share),
+        tail_threshold(artist_windows, share),
     )
     t_fp = max(float(MIN_THRESHOLD), threshold_at_rate(np.array(fp_neg), share))
     track_neg_a = np.array(track_neg)
@@ -214,6 +215,13 @@ def calibrate_thresholds(
         "track": t_track,
         "artist": t_artist,
         "fingerprint": {"threshold": t_fp},
+        # Per-window tails: the gate raises the thresholds for clips of many windows.
+        "track_tail": {**fit_tail(track_windows), "rate": share}
+        if track_windows.size >= 2
+        else None,
+        "artist_tail": {**fit_tail(artist_windows), "rate": share}
+        if artist_windows.size >= 2
+        else None,
         "false_block_rate": false_block_rate,
         "artist_top_k": artist_top_k,
         "method": "leave-one-recording-out on snapshot; track/artist/fingerprint each at "

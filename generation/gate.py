@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from generation.index import GateIndex, GateUnavailable
 from generation.search import Search, search_for
+from generation.tail import tail_at
 from provenance.audit_log import append_event
 from provenance.models import GateDecision
 
@@ -100,6 +101,19 @@ class SimilarityGate:
                     f"threshold {key!r} is {value!r}; calibrate the index first "
                     "(`fairchord gate calibrate`)"
                 )
+        for key in ("track_tail", "artist_tail"):
+            tail = chosen.get(key)
+            if tail is None:
+                continue
+            values: list[float] = []
+            if isinstance(tail, dict):
+                values = [
+                    float(v)
+                    for v in (tail.get("z_mean"), tail.get("z_sd"), tail.get("rate"))
+                    if isinstance(v, (int, float))
+                ]
+            if len(values) != 3 or not np.all(np.isfinite(values)) or not 0 < values[2] < 1:
+                raise GateUnavailable(f"{key} is malformed: {tail!r}; recalibrate the index")
         fingerprint = chosen.get("fingerprint")
         fp_threshold = fingerprint.get("threshold") if isinstance(fingerprint, dict) else None
         if not isinstance(fp_threshold, (int, float)) or not np.isfinite(fp_threshold):
@@ -127,6 +141,15 @@ class SimilarityGate:
         self.search_k = search_k
         self.artist_top_k = artist_top_k
         self.top_artists = top_artists
+
+    def threshold_for(self, key: str, n_windows: int) -> float:
+        """The calibrated threshold, raised for a clip of many windows so that it gets no
+        more chances to cross than a one-window clip (per-window rate / n_windows)."""
+        base = float(self.thresholds[key])
+        tail = self.thresholds.get(f"{key}_tail")
+        if not tail or n_windows <= 1:
+            return base
+        return max(base, tail_at(tail, float(tail["rate"]) / n_windows))
 
     def embed(self, wave_16k: np.ndarray) -> np.ndarray:
         """Embedder windows [w, D], L2-normalised; any embedder fault is GateUnavailable."""
@@ -192,8 +215,8 @@ class SimilarityGate:
             raise GateUnavailable("audio contains NaN or infinite samples")
         windows = self.embed(wave)
         scored = self.score_windows(windows)
-        track_t = float(self.thresholds["track"])
-        artist_t = float(self.thresholds["artist"])
+        track_t = self.threshold_for("track", windows.shape[0])
+        artist_t = self.threshold_for("artist", windows.shape[0])
         reasons: list[str] = []
         detector_scores: dict[str, float] = {"clap_track": scored["track"]}
         if scored["track"] >= track_t:
@@ -216,7 +239,7 @@ class SimilarityGate:
         fingerprints = self.index.fingerprints
         assert fingerprints is not None  # checked in __init__
         try:
-            match = fingerprints.match(wave)
+            match = fingerprints.match_windows(wave)
         except Exception as exc:
             raise GateUnavailable(
                 f"fingerprint detector failed: {type(exc).__name__}: {exc}"
@@ -237,7 +260,10 @@ class SimilarityGate:
             nearest=scored["nearest"],
             artist_scores=artist_scores,
             detector_scores=detector_scores,
-            thresholds=dict(self.thresholds),
+            thresholds={
+                **self.thresholds,
+                "effective": {"track": track_t, "artist": artist_t, "windows": len(windows)},
+            },
             index_sha256=self.index.sha256,
             embedder_sha256=self.index.embedder_sha256,
             index_row_id=self.index.row_id,

@@ -127,3 +127,15 @@ def test_other_format_version_is_refused(reference: FingerprintIndex) -> None:
     np.savez(data, version=np.array([999]))
     with pytest.raises(ValueError, match="format"):
         FingerprintIndex.from_bytes(data.getvalue())
+
+
+def test_long_clips_are_matched_in_windows(reference: FingerprintIndex) -> None:
+    """A replay inside a long clip still scores in full; a long unrelated clip stays low."""
+    long_other = np.concatenate([melody(seed) for seed in (200, 201, 202, 203)])  # 80 s
+    assert reference.match_windows(long_other).score < MIN_THRESHOLD
+    planted = long_other.copy()
+    planted[35 * SR : 45 * SR] = melody(4)[: 10 * SR]
+    match = reference.match_windows(planted)
+    assert match.recording_id == 4 and match.score >= MIN_THRESHOLD
+    short = melody(1)[: 10 * SR]
+    assert reference.match_windows(short) == reference.match(short)

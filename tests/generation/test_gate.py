@@ -338,3 +338,22 @@ def test_cli_gate_check_fails_closed_without_index(
     assert result.exit_code == 6, result.output
     missing = runner.invoke(app, ["gate", "check", str(tmp_path / "nope.wav")])
     assert missing.exit_code == 2
+
+
+def test_many_window_clips_get_a_raised_threshold(
+    session: Session, embedder: StandInEmbedder
+) -> None:
+    """A whole track must not get more chances to cross than a 10 s clip."""
+    index = build_demo_index(session, embedder, make_run(session))
+    tail = {"z_mean": 1.0, "z_sd": 0.3, "rate": 0.01 / 3}
+    index.thresholds = {**index.thresholds, "track_tail": tail, "artist_tail": tail}
+    gate = SimilarityGate(index, embedder)
+    assert gate.threshold_for("track", 1) == 0.95
+    raised = gate.threshold_for("track", 40)
+    assert raised > gate.threshold_for("track", 10) > 0.95
+    result = gate.check(tone_clip([440.0], seconds=60.0))
+    assert result.thresholds["effective"]["windows"] == 11
+    assert result.thresholds["effective"]["track"] == gate.threshold_for("track", 11)
+    index.thresholds = {**index.thresholds, "track_tail": {"z_mean": 1.0, "rate": 0.5}}
+    with pytest.raises(GateUnavailable, match="track_tail is malformed"):
+        SimilarityGate(index, embedder)
