@@ -21,7 +21,6 @@ Everything goes through the gate's one signal path (decode → 16 kHz → embedd
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -126,14 +125,6 @@ DEBIAN_MUSIC = (
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _artist_tag(path: Path) -> str | None:
     import soundfile as sf
 
@@ -150,6 +141,7 @@ def debian_extras(
     """(negatives, unseen tracks by snapshot artists, skipped) among installed Debian music
     not ingested. An ARTIST tag decides; an untagged file is a negative only in a folder
     holding no snapshot recording (otherwise its composer is unknown: skipped)."""
+    from provenance.audit.integrity import sha256_uri
     from provenance.parties import find_parties
 
     negatives: list[str] = []
@@ -157,7 +149,7 @@ def debian_extras(
     skipped: list[str] = []
     for folder in DEBIAN_MUSIC:
         files = [p for p in sorted(Path(folder).glob("*")) if p.is_file()]
-        digests = {p: _sha256(p) for p in files}
+        digests = {p: sha256_uri(str(p)) for p in files}
         holds_members = bool(set(digests.values()) & member_sha)
         for path in files:
             if digests[path] in known_sha:
