@@ -123,8 +123,12 @@ def calibrate_thresholds(
     transforms: Mapping[str, Transform],
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
+    progress: Callable[[int], None] | None = None,
 ) -> CalibrationReport:
-    """Thresholds from the snapshot: ``clips`` maps recording id → 16 kHz mono wave."""
+    """Thresholds from the snapshot: ``clips`` maps recording id → 16 kHz mono wave.
+
+    ``progress(n)`` is called after each clip is done (n = 1 per clip).
+    """
     if embedder.sha256 != index.embedder_sha256:
         raise GateUnavailable(
             f"embedder {embedder.sha256[:12]} does not match index embedder "
@@ -191,6 +195,8 @@ def calibrate_thresholds(
             track_pos.append(score)
             fp_pos.append(fp_score)
             per_transform[name].append((score, fp_score))
+        if progress is not None:
+            progress(1)
     if used == 0:
         raise ValueError("none of the clips are in the index; nothing to calibrate on")
     share = false_block_rate / 3
@@ -260,6 +266,7 @@ def calibrate_run(
     transforms: Mapping[str, Transform],
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
+    progress: Callable[[int], None] | None = None,
 ) -> CalibrationReport:
     """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
 
@@ -286,6 +293,7 @@ def calibrate_run(
         transforms=transforms,
         false_block_rate=false_block_rate,
         artist_top_k=artist_top_k,
+        progress=progress,
     )
     row = session.get(EmbeddingIndex, index.row_id)
     assert row is not None

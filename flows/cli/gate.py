@@ -139,6 +139,7 @@ def register(app: typer.Typer) -> None:
         """Set the gate's thresholds from the checkpoint's own snapshot: transformed copies
         of training clips (track and fingerprint scores), leave-one-recording-out (artist
         score). Also fingerprints every member recording for the gate."""
+        from rich.progress import Progress
         from sqlalchemy import select
 
         from generation.calibrate import calibrate_run, default_transforms
@@ -164,15 +165,22 @@ def register(app: typer.Typer) -> None:
                     rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri
                 }
                 clips = {rec_id: wave[:limit] for rec_id, wave in recordings.items()}
-                report = calibrate_run(
-                    session,
-                    ckpt,
-                    embedder=embedder,
-                    clips=clips,
-                    recordings=recordings,
-                    transforms=default_transforms(),
-                    false_block_rate=false_block_rate,
-                )
+                transforms = default_transforms()
+                with Progress(console=console, disable=json_output, transient=True) as bar:
+                    task = bar.add_task(
+                        f"calibrating: each recording and {len(transforms)} transformed copies",
+                        total=len(clips),
+                    )
+                    report = calibrate_run(
+                        session,
+                        ckpt,
+                        embedder=embedder,
+                        clips=clips,
+                        recordings=recordings,
+                        transforms=transforms,
+                        false_block_rate=false_block_rate,
+                        progress=lambda n: bar.advance(task, n),
+                    )
         except GateUnavailable as exc:
             fail(f"cannot calibrate: {exc}", EXIT_GATE_UNAVAILABLE)
         if json_output:
