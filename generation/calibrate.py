@@ -187,11 +187,11 @@ def calibrate_thresholds(
             artist_neg_windows.append(np.max(other_windows, axis=0))
             artist_neg.append(max(other_scores))
             same_artist = set().union(*(recs_of_artist[a] for a in own))
-            fp_neg.append(fingerprints.match(wave, exclude_recordings=same_artist).score)
+            fp_neg.append(fingerprints.match_windows(wave, exclude_recordings=same_artist).score)
         for name, transform in transforms.items():
             copy = transform(wave)
             score = float((_embed(embedder, copy) @ vectors.T).max())
-            fp_score = float(fingerprints.match(copy).score)
+            fp_score = float(fingerprints.match_windows(copy).score)
             track_pos.append(score)
             fp_pos.append(fp_score)
             per_transform[name].append((score, fp_score))
