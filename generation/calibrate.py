@@ -44,7 +44,7 @@ from generation.index import (
     store_thresholds,
 )
 from generation.search import choose_search
-from generation.tail import fit_tail, tail_at
+from generation.tail import fit_tail, tail_threshold
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -92,19 +92,6 @@ def _artist_windows(sims: np.ndarray, top_k: int) -> np.ndarray:
 def _artist_score(sims: np.ndarray, top_k: int) -> float:
     """Per-window mean of top-k similarities, max over windows (the gate's artist score)."""
     return float(_artist_windows(sims, top_k).max())
-
-
-def tail_threshold(negatives: np.ndarray, rate: float) -> float:
-    """The (1 - rate) quantile of a normal fitted to the negatives' Fisher z (arctanh).
-
-    A snapshot gives a few dozen recordings, too few to read a 0.3 % quantile off
-    directly (the empirical threshold then sits just above the largest negative, and
-    music from outside the snapshot crosses it). The fitted tail extrapolates instead;
-    calibration keeps whichever of the two thresholds is higher.
-    """
-    if np.asarray(negatives).size < 2:
-        return float("inf")
-    return tail_at(fit_tail(negatives), rate)
 
 
 def _embed(embedder: AudioEmbedder, wave: np.ndarray) -> np.ndarray:

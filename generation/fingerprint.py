@@ -13,9 +13,10 @@ alone:
 
 Matching looks every query hash up (probing the neighbouring ratio bins, so quantisation
 edges cost little), then keeps only matches that agree on one transform: one recording,
-one pitch offset, one time scale and one time offset. The score is the size of the
-largest such consistent group, so chance collisions between unrelated music (scattered
-over offsets) stay small while a replay piles up in one group.
+one pitch offset, one time scale and one time offset. The score counts the distinct
+query anchors in the largest such consistent group, so chance collisions between
+unrelated music (scattered over offsets) stay small while a replay piles up in one group.
+Clips longer than 30 s are scored in 30 s windows, the length of the calibration queries.
 """
 
 from __future__ import annotations
@@ -245,16 +246,15 @@ class FingerprintIndex:
         cls, waves: Mapping[int, np.ndarray], artists: Mapping[int, Iterable[int]]
     ) -> FingerprintIndex:
         """Fingerprint whole recordings (recording id → 16 kHz mono wave)."""
-        parts = [(rec, quads(wave)) for rec, wave in waves.items()]
+        recs = list(waves)
+        parts = [quads(waves[rec]) for rec in recs] or [quads(np.zeros(0, np.float32))]
         return cls(
-            np.concatenate([q.hashes for _, q in parts]) if parts else np.zeros(0, np.uint32),
-            np.concatenate([np.full(len(q), rec) for rec, q in parts])
-            if parts
-            else np.zeros(0, np.int64),
-            np.concatenate([q.anchor_t for _, q in parts]) if parts else np.zeros(0, np.int32),
-            np.concatenate([q.anchor_f for _, q in parts]) if parts else np.zeros(0, np.int16),
-            np.concatenate([q.span for _, q in parts]) if parts else np.zeros(0, np.int16),
-            {rec: artists.get(rec, ()) for rec in waves},
+            np.concatenate([q.hashes for q in parts]),
+            np.repeat(np.asarray(recs, dtype=np.int64), [len(q) for q in parts[: len(recs)]]),
+            np.concatenate([q.anchor_t for q in parts]),
+            np.concatenate([q.anchor_f for q in parts]),
+            np.concatenate([q.span for q in parts]),
+            {rec: artists.get(rec, ()) for rec in recs},
         )
 
     def __len__(self) -> int:

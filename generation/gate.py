@@ -5,8 +5,8 @@ Scores (cosine similarities between L2-normalised embedder windows and snapshot 
 - track score: the maximum similarity of any clip window to any training segment;
 - artist score: per artist, the mean of the top-``artist_top_k`` similarities between the
   clip's windows and that artist's segments (taken from the exact top-``search_k`` hits);
-- fingerprint score: the size of the largest group of landmark-quad matches that agree on
-  one training recording, pitch offset, time scale and offset (``generation.fingerprint``):
+- fingerprint score: the number of the clip's landmarks whose quad matches agree on one
+  training recording, pitch offset, time scale and offset (``generation.fingerprint``):
   the detector for replays that went through pitch, tempo, noise or codec changes.
 
 Each detector has its own calibrated threshold; any one reaching it blocks the clip.

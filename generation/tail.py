@@ -29,3 +29,12 @@ def tail_at(tail: Mapping[str, float], rate: float) -> float:
         raise ValueError(f"rate {rate} must be in (0, 1)")
     z = tail["z_mean"] + NormalDist().inv_cdf(1.0 - rate) * tail["z_sd"]
     return float(np.tanh(z))
+
+
+def tail_threshold(negatives: np.ndarray, rate: float) -> float:
+    """The (1 - rate) quantile of a normal fitted to the negatives' Fisher z; infinite
+    with fewer than two negatives. Calibration keeps the higher of this and the
+    empirical threshold, which with a few dozen negatives sits just above the largest."""
+    if np.asarray(negatives).size < 2:
+        return float("inf")
+    return tail_at(fit_tail(negatives), rate)

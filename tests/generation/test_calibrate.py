@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 from generation.calibrate import (
     calibrate_run,
     default_transforms,
-    tail_threshold,
     threshold_at_rate,
 )
 from generation.fingerprint import MIN_THRESHOLD
 from generation.gate import SimilarityGate
 from generation.index import GateUnavailable, load_index
+from generation.tail import tail_threshold
 from provenance.models import EmbeddingIndex
 from tests.generation.test_fingerprint import melody
 from tests.generation.test_gate import (
