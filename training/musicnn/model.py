@@ -1,0 +1,191 @@
+"""MusiCNN (Pons & Serra, 2019, "musicnn: pre-trained convolutional neural networks for
+music audio tagging"), as a plain PyTorch module that loads the published TF weights.
+
+Layout (the ``MSD_musicnn`` configuration):
+
+- front end, musically motivated: batch-norm on the log-mel input, then timbral filters
+  spanning 40 % and 70 % of the mel axis (7 frames wide, 204 each) and temporal filters
+  128/64/32 frames long (51 each), every map max-pooled over frequency → 561 channels;
+- mid end: three 7-frame 1-D convolutions of 64 channels with residual connections, densely
+  concatenated with the front end → 753 channels per frame;
+- back end: max and mean over time (interleaved, 1506), a 200-unit dense layer (the
+  "penultimate" features) and 50 tag logits.
+
+TensorFlow's ``tf.layers`` apply ReLU inside the convolution and batch-norm after it
+(epsilon 1e-3); the order is kept here. Input is ``[batch, frames, 96]`` log-mel
+patches as :mod:`training.musicnn.frontend` computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MusicnnFeatures", "Musicnn", "N_MELS"]
+
+N_MELS = 96
+_BN_EPS = 1e-3
+_TIMBRAL = ((7, int(0.4 * N_MELS)), (7, int(0.7 * N_MELS)))  # (frames, mel bins): 38, 67
+_TEMPORAL = (128, 64, 32)
+
+
+@dataclass
+class MusicnnFeatures:
+    """Per input patch: what the gate and the tagger use."""
+
+    logits: torch.Tensor  # [B, 50]
+    penultimate: torch.Tensor  # [B, 200]
+    mean_pool: torch.Tensor  # [B, 753] mean over time of the mid-end features
+    max_pool: torch.Tensor  # [B, 753]
+
+
+class _BatchNorm(nn.Module):
+    """Inference-only batch-norm over the last axis, as tf.layers stores it."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+    sign: torch.Tensor
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("shift", torch.zeros(channels))
+        self.register_buffer("sign", torch.ones(channels))
+
+    def load(self, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray) -> None:
+        scale = gamma / np.sqrt(var + _BN_EPS)
+        self.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
+        self.shift.copy_(torch.from_numpy((beta - mean * scale).astype(np.float32)))
+        self.sign.copy_(torch.from_numpy(np.where(scale < 0, -1.0, 1.0).astype(np.float32)))
+
+    def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        shape = [1] * x.dim()
+        shape[dim] = -1
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+def _same_pad(kernel: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding for stride 1: the extra frame goes after."""
+    before = (kernel - 1) // 2
+    return before, kernel - 1 - before
+
+
+class Musicnn(nn.Module):
+    """The MSD/MTT musicnn tagger (num_filt_midend=64, num_units_backend=200)."""
+
+    def __init__(self, *, n_classes: int = 50, midend: int = 64, backend: int = 200) -> None:
+        super().__init__()
+        self.input_bn = _BatchNorm(1)
+        self.timbral = nn.ModuleList(nn.Conv2d(1, 204, k) for k in _TIMBRAL)
+        self.timbral_bn = nn.ModuleList(_BatchNorm(204) for _ in _TIMBRAL)
+        self.temporal = nn.ModuleList(nn.Conv2d(1, 51, (k, 1)) for k in _TEMPORAL)
+        self.temporal_bn = nn.ModuleList(_BatchNorm(51) for _ in _TEMPORAL)
+        front = 2 * 204 + 3 * 51
+        self.mid = nn.ModuleList(
+            [
+                nn.Conv1d(front, midend, 7),
+                nn.Conv1d(midend, midend, 7),
+                nn.Conv1d(midend, midend, 7),
+            ]
+        )
+        self.mid_bn = nn.ModuleList(_BatchNorm(midend) for _ in range(3))
+        self.features = front + 3 * midend  # 753
+        self.pool_bn = _BatchNorm(2 * self.features)
+        self.dense = nn.Linear(2 * self.features, backend)
+        self.dense_bn = _BatchNorm(backend)
+        self.out = nn.Linear(backend, n_classes)
+
+    def frame_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, T, 96] log-mel → [B, 753, T] per-frame mid-end features."""
+        x = self.input_bn(mel.unsqueeze(1), dim=1)  # [B, 1, T, 96]
+        maps = []
+        padded = F.pad(x, (0, 0, 3, 3))
+        convs = [(conv, bn, padded) for conv, bn in zip(self.timbral, self.timbral_bn, strict=True)]
+        convs += [
+            (conv, bn, F.pad(x, (0, 0, *_same_pad(k))))
+            for conv, bn, k in zip(self.temporal, self.temporal_bn, _TEMPORAL, strict=True)
+        ]
+        for conv, bn, inputs in convs:
+            # max_f bn(relu(z)) = bn(relu(max_f z)) where bn's scale is positive and
+            # bn(relu(min_f z)) where it is negative: pool the raw map first (the signs are
+            # folded into the filters at load), so ReLU and batch-norm touch [B, C, T] only.
+            assert isinstance(bn, _BatchNorm)
+            pooled = conv(inputs).amax(dim=3) * bn.sign.view(1, -1, 1)
+            maps.append(bn(F.relu(pooled), dim=1))
+        front = torch.cat(maps, dim=1)  # [B, 561, T]
+        outs = [front]
+        h = front
+        for i, (conv, bn) in enumerate(zip(self.mid, self.mid_bn, strict=True)):
+            y = bn(F.relu(conv(F.pad(h, (3, 3)))), dim=1)
+            h = y if i == 0 else y + h  # residual from the second layer on
+            outs.append(h)
+        return torch.cat(outs, dim=1)
+
+    def forward(self, mel: torch.Tensor) -> MusicnnFeatures:
+        frames = self.frame_features(mel)  # [B, 753, T]
+        max_pool = frames.amax(dim=2)
+        mean_pool = frames.mean(dim=2)
+        # TF concatenates [max, mean] on a trailing axis and flattens: interleaved.
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)
+        hidden = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
+        return MusicnnFeatures(
+            logits=self.out(hidden), penultimate=hidden, mean_pool=mean_pool, max_pool=max_pool
+        )
+
+    @torch.no_grad()
+    def load_tf_variables(self, tensors: Mapping[str, np.ndarray]) -> None:
+        """Copy the TF checkpoint's variables in (names as ``tf.layers`` made them)."""
+
+        def bn(module: nn.Module, i: int) -> None:
+            assert isinstance(module, _BatchNorm)
+            name = "batch_normalization" + (f"_{i}" if i else "")
+            module.load(
+                *(
+                    tensors[f"{name}/{p}"]
+                    for p in ("gamma", "beta", "moving_mean", "moving_variance")
+                )
+            )
+
+        def conv2d(module: nn.Module, i: int, norm: nn.Module) -> None:
+            assert isinstance(module, nn.Conv2d) and isinstance(norm, _BatchNorm)
+            # Front-end filters carry the sign of the batch-norm that follows them, so that
+            # pooling the raw map with max (see frame_features) is exact.
+            name = "conv2d" + (f"_{i}" if i else "")
+            kernel = tensors[f"{name}/kernel"]  # [kh, kw, in, out]
+            sign = norm.sign.numpy()
+            weight = kernel.transpose(3, 2, 0, 1) * sign.reshape(-1, 1, 1, 1)
+            module.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+            assert module.bias is not None
+            module.bias.copy_(torch.from_numpy(tensors[f"{name}/bias"] * sign))
+
+        def conv1d(module: nn.Module, i: int) -> None:
+            assert isinstance(module, nn.Conv1d)
+            kernel = tensors[f"conv2d_{i}/kernel"][:, :, 0, :]  # [7, in, out]
+            module.weight.copy_(torch.from_numpy(kernel.transpose(2, 1, 0).copy()))
+            assert module.bias is not None
+            module.bias.copy_(torch.from_numpy(tensors[f"conv2d_{i}/bias"]))
+
+        def dense(module: nn.Linear, name: str) -> None:
+            module.weight.copy_(torch.from_numpy(tensors[f"{name}/kernel"].T.copy()))
+            module.bias.copy_(torch.from_numpy(tensors[f"{name}/bias"]))
+
+        # Creation order in musicnn's models.py fixes the numbering.
+        bn(self.input_bn, 0)
+        for i, (conv, norm) in enumerate(zip(self.timbral, self.timbral_bn, strict=True)):
+            bn(norm, i + 1)
+            conv2d(conv, i, norm)
+        for i, (conv, norm) in enumerate(zip(self.temporal, self.temporal_bn, strict=True)):
+            bn(norm, i + 3)
+            conv2d(conv, i + 2, norm)
+        for i, (conv, norm) in enumerate(zip(self.mid, self.mid_bn, strict=True)):
+            conv1d(conv, i + 5)
+            bn(norm, i + 6)
+        bn(self.pool_bn, 9)
+        dense(self.dense, "dense")
+        bn(self.dense_bn, 10)
+        dense(self.out, "dense_1")
