@@ -1,76 +1,12 @@
 """The prompt screen: refuse a text prompt that names a party in the provenance database.
 
-Every party (artist, composer, rights holder, …) is screened by its name and by each of
-its aliases. A prompt that names one of them is blocked; the result says which party, by
-which name, what text matched and how. The rules, in order of application:
-
-**Reading.** Each character is decomposed (NFKD); accents and other combining marks and
-invisible format characters (zero-width spaces and joiners, direction marks, soft
-hyphens) are dropped; Greek and Cyrillic look-alikes and letters NFKD keeps whole
-(``ø ł đ æ œ ı``) become Latin; the rest is casefolded. Fullwidth, circled and
-mathematical letters fold to plain ones. Letters and digits form tokens; apostrophes
-are dropped inside a token (``McCracken's`` → ``mccrackens``); everything else (spaces,
-dots, hyphens, underscores, emoji) separates tokens. Each character of a script written
-without spaces (CJK, kana, Hangul, Thai, Lao, Khmer, Myanmar) is a token of its own.
-Names and aliases are read the same way. When the prompt has any, a second reading
-keeps the leet symbols ``@ $ | !`` inside a word that has a letter (``m@x``, ``$avino``;
-not a leading ``@`` handle, not a ``!`` that ends a word).
-
-**Whole tokens.** A name matches a run of consecutive prompt tokens whose characters,
-joined, spell it: ``Max McCracken``, ``maxmccracken``, ``Max.Mc-Cracken`` and
-``m a x m c c r a c k e n`` all spell ``maxmccracken``. A name never matches part of a
-token (``ambiently`` does not name ``Ambient``), except that the last token may carry a
-style suffix (``esque``, ``ish``, ``like``, ``style``, ``inspired``) or a possessive
-``s``/``es`` (for a one-word name only with an apostrophe: ``Line's`` names "Line",
-``lines`` does not). The method reported is
-
-- ``exact``: the tokens are the name's tokens (case, accents and punctuation aside);
-  a person is also matched surname first (``Westlund, Mattias``);
-- ``spaced``: the same characters split into tokens differently;
-- ``leet``: the same once digits and leet symbols are read as letters (``0 o, 1 i,
-  2 z, 3 e, 4 a, 5 s, 6 g, 7 t, 8 b, 9 g, @ a, $ s, ! i, | i``, and ``l`` is read as
-  ``i`` on both sides, so ``wi11`` spells ``will``); text without a letter is never
-  read this way, so ``808`` stays a number;
-- ``fuzzy``: within a small edit distance (optimal string alignment: insertions,
-  deletions, substitutions, adjacent transpositions) of the leet reading — see
-  :func:`name_distance`: names of two or more words 1 from 6 letters and 2 from 10,
-  one-word names 1 from 7 letters and 2 from 12. The prompt text must be token for
-  token (``Max McCraken``), one token (``maxmccraken``) or spelt out in single
-  characters; a misspelling that is also re-spaced across words is not trusted;
-- ``style_opt_out``: a surname of a party that opted out of style imitation, alone.
-
-**Ordinary words.** A name or alias with fewer than ``MIN_NAME_CHARS`` letters
-(``"AM"``, ``"B"``) is not screened; it is listed in :attr:`PromptScreen.skipped`. A name
-with fewer than ``STRONG_NAME_CHARS`` letters, or made only of words from
-``generation/data/common_words.txt`` (``"Ambient"``, ``"Tape"``, ``"Blue Note"``), matches
-only right after an imitation cue (``in the style of``, ``sounds like``, ``inspired
-by``, ``à la`` …: ``CUES_BEFORE``; verbs such as "emulate" are not cues, "emulate tape
-warmth" is production language) and never by edit distance. A one-word name with fewer
-than ``STRONG_SINGLE_CHARS`` letters that is not a common word (``"Enya"``) matches next
-to a cue: after one, or before a style word (``CUES_AFTER``: ``Enya style``, ``Enya
-type beat``, ``Enyaesque``). A ``spaced`` or ``fuzzy`` match whose prompt tokens are all
-common words (``max stack`` for ``"Maxstack"``) also needs a cue. Ideographic characters
-count as two letters for these lengths and are never matched by edit distance.
-
-**Surnames.** The distinctive tokens of a name — for a person every token after the
-first (a given name is shared by too many people), for a group or organisation every
-token — with at least ``DISTINCTIVE_TOKEN_CHARS`` letters that are not common words
-match alone next to a cue (``in the style of Palestrina``, ``McCracken-style``).
-
-**Style-imitation opt-out.** A party whose consent for ``style_imitation`` is
-``opted_out`` when the screen is built (an opt-out of ``style_imitation`` or of ``any``,
-resolved by :func:`provenance.consent.current_consent`) is screened more aggressively:
-its surnames of at least ``OPT_OUT_SURNAME_CHARS`` letters match alone, without a cue —
-exactly, spaced, in leet and within the one-word edit distance. Its shorter surnames
-and its common-word names still need a cue: a party called "Tape" that opted out does
-not block "tape saturation".
-
-**Failing closed.** A prompt longer than ``MAX_PROMPT_CHARS`` characters is blocked
-unread; a prompt that is not a string raises ``TypeError``; an empty prompt names nobody
-and is allowed. Build the screen once (:meth:`PromptScreen.from_session`) and screen many
-prompts: names are precomputed, exact forms are dictionary probes, and the edit
-distance is computed only for names of similar length that share an intact piece and
-enough letter pairs with the prompt text.
+Every party (artist, composer, rights holder, …) is screened by its name, each alias and
+its surnames, however the prompt writes them: re-spaced, in leet, misspelt, in look-alike
+letters (folded by :mod:`generation.text_folding`). A name part that is an ordinary word
+(judged by :mod:`generation.ordinary_words`) needs an imitation cue or the rest of the
+name; any other surname or alias blocks on its own. ``docs/prompt-screen.md`` states the
+rules in full; :class:`ScreenResult` says which party was found, by which name, what text
+matched and how.
 """
 
 from __future__ import annotations
@@ -78,17 +14,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
+from rapidfuzz.distance import OSA
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from generation.ordinary_words import (
+    ENGLISH_ZIPF,
+    OTHER_LANGUAGES,
+    OTHER_ZIPF,
+    is_english_word,
+    is_ordinary,
+)
+from generation.text_folding import fold, isolating, letter_count
 from provenance.audit_log import append_event
 from provenance.consent import ConsentSubject, covering_purposes, current_consent
 from provenance.models import ConsentEvent, GateDecision, Party, PartyAlias, utcnow
@@ -102,28 +45,26 @@ __all__ = [
     "PromptScreen",
     "ScreenResult",
     "ScreenedParty",
-    "common_words",
     "record_screen_decision",
     "style_opt_outs",
 ]
 
 STAGE = "prompt_screen"
 STYLE_PURPOSE = "style_imitation"
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 MAX_PROMPT_CHARS = 4000
 MIN_NAME_CHARS = 3  # shorter names and aliases are not screened
 STRONG_NAME_CHARS = 4  # shorter names match only after a cue
-STRONG_SINGLE_CHARS = 6  # shorter one-word names match only next to a cue
-DISTINCTIVE_TOKEN_CHARS = 4  # shorter surname tokens are never matched alone
-OPT_OUT_SURNAME_CHARS = 5  # shorter surnames of opted-out parties still need a cue
+DISTINCTIVE_TOKEN_CHARS = 4  # shorter surnames are never matched alone, nor with a cue
+MAX_CUE_FILLERS = 2  # words such as "exactly" allowed inside a cue ("sounds exactly like")
 MAX_DISTANCE = 2  # the largest edit distance name_distance allows
 
 METHODS = ("exact", "spaced", "leet", "fuzzy", "style_opt_out")
 _METHOD_RANK = {method: rank for rank, method in enumerate(METHODS)}
 
-# Imitation cues, as token sequences. Verbs such as "emulate" or "imitate" are left out on
-# purpose: "emulate tape saturation" is ordinary production language.
+# Imitation and attribution cues, as token sequences. Verbs such as "emulate" or "imitate"
+# are left out on purpose: "emulate tape saturation" is ordinary production language.
 CUES_BEFORE: tuple[tuple[str, ...], ...] = (
     ("style", "of"),
     ("styles", "of"),
@@ -131,17 +72,55 @@ CUES_BEFORE: tuple[tuple[str, ...], ...] = (
     ("styled", "like"),
     ("vein", "of"),
     ("manner", "of"),
+    ("mould", "of"),
+    ("mold", "of"),
     ("spirit", "of"),
+    ("footsteps", "of"),
     ("inspired", "by"),
     ("influenced", "by"),
     ("reminiscent", "of"),
+    ("evocative", "of"),
     ("a", "la"),
+    ("ala",),
+    ("alla",),
     ("imitation", "of"),
+    ("pastiche", "of"),
+    ("copy", "of"),
+    ("clone", "of"),
+    ("knockoff", "of"),
+    ("signature", "sound", "of"),
     ("sounds", "like"),
     ("sound", "like"),
     ("sounding", "like"),
+    ("sing", "like"),
+    ("sings", "like"),
+    ("play", "like"),
+    ("plays", "like"),
+    ("playing", "like"),
+    ("write", "like"),
+    ("writes", "like"),
+    ("similar", "to"),
     ("homage", "to"),
     ("tribute", "to"),
+    ("channeling",),
+    ("channelling",),
+    ("song", "by"),
+    ("songs", "by"),
+    ("track", "by"),
+    ("tracks", "by"),
+    ("tune", "by"),
+    ("piece", "by"),
+    ("music", "by"),
+    ("composed", "by"),
+    ("written", "by"),
+    ("produced", "by"),
+    ("performed", "by"),
+    ("arranged", "by"),
+)
+# Words allowed inside a cue, between its words: "sounds exactly like", "sound a lot like".
+CUE_FILLERS = frozenset(
+    "exactly just very much more a lot bit little kind sort of somewhat quite rather "
+    "almost really totally precisely heavily strongly closely deeply clearly".split()
 )
 CUES_AFTER: tuple[tuple[str, ...], ...] = (
     ("style",),
@@ -157,75 +136,24 @@ STYLE_SUFFIXES = ("esque", "ish", "like", "style", "inspired")
 
 _APOSTROPHES = frozenset("'’‘ʼ`´′")
 _LEET_SYMBOLS = frozenset("@$|!")
-_SKELETON = str.maketrans(
-    {
-        "0": "o",
-        "1": "i",
-        "2": "z",
-        "3": "e",
-        "4": "a",
-        "5": "s",
-        "6": "g",
-        "7": "t",
-        "8": "b",
-        "9": "g",
-        "@": "a",
-        "$": "s",
-        "!": "i",
-        "|": "i",
-        "l": "i",
-    }
-)
-# Letters NFKD leaves whole, and Greek/Cyrillic look-alikes of Latin letters. Looked up
-# before casefolding (Greek capital Mu looks like M, small mu like u) and again after.
-_TRANSLITERATION = {
-    "ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ð": "d", "Ð": "d",
-    "þ": "th", "Þ": "th", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ı": "i",
-    "ħ": "h", "Ħ": "h", "ŧ": "t", "Ŧ": "t", "ƒ": "f", "ɡ": "g",
-    "Α": "a", "α": "a", "Β": "b", "β": "b", "Ε": "e", "ε": "e", "Ζ": "z", "Η": "h",
-    "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "μ": "u", "Ν": "n",
-    "ν": "v", "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y",
-    "υ": "u", "Χ": "x", "χ": "x", "ω": "w",
-    "А": "a", "а": "a", "В": "b", "в": "b", "Е": "e", "е": "e", "Ё": "e", "ё": "e",
-    "К": "k", "к": "k", "М": "m", "м": "m", "Н": "h", "н": "h", "О": "o", "о": "o",
-    "Р": "p", "р": "p", "С": "c", "с": "c", "Т": "t", "т": "t", "У": "y", "у": "y",
-    "Х": "x", "х": "x", "І": "i", "і": "i", "Ї": "i", "ї": "i", "Ј": "j", "ј": "j",
-    "Ѕ": "s", "ѕ": "s", "ԁ": "d", "һ": "h", "Һ": "h", "ӏ": "l", "Ӏ": "l", "Ԛ": "q",
-    "ԛ": "q", "Ԝ": "w", "ԝ": "w",
-}  # fmt: skip
-_ISOLATING_SCRIPTS = (
-    "CJK UNIFIED IDEOGRAPH",
-    "CJK COMPATIBILITY IDEOGRAPH",
-    "HIRAGANA",
-    "KATAKANA",
-    "HANGUL",
-    "THAI ",
-    "LAO ",
-    "KHMER ",
-    "MYANMAR ",
-)
-
-
-@cache
-def common_words() -> frozenset[str]:
-    """The ordinary words of music prompts (``generation/data/common_words.txt``)."""
-    text = (resources.files("generation") / "data" / "common_words.txt").read_text("utf-8")
-    words: set[str] = set()
-    for line in text.splitlines():
-        for word in line.split("#", 1)[0].split():
-            words.add(word.strip().lower())
-    return frozenset(words)
-
-
-@cache
-def _common_skeletons() -> frozenset[str]:
-    return frozenset(_skeleton(word) for word in common_words())
-
-
-@cache
-def _isolating(char: str) -> bool:
-    """A character of a script written without spaces between words."""
-    return ord(char) > 0x0E00 and unicodedata.name(char, "").startswith(_ISOLATING_SCRIPTS)
+_LEET = {
+    "0": "o",
+    "1": "i",
+    "2": "z",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "6": "g",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "@": "a",
+    "$": "s",
+    "!": "i",
+    "|": "i",
+}
+_LETTERS = str.maketrans(_LEET)  # the leet reading without l → i, to look words up
+_SKELETON = str.maketrans({**_LEET, "l": "i"})
 
 
 def _skeleton(text: str) -> str:
@@ -235,25 +163,19 @@ def _skeleton(text: str) -> str:
     return text.translate(_SKELETON)
 
 
-def _letters(text: str) -> int:
-    """Letter count for the length rules; an ideographic character counts as two."""
-    return sum(2 if _isolating(c) else 1 for c in text)
+def _ordinary(text: str, *, in_prompt: bool) -> bool:
+    """An ordinary word of two letters or more, also once read out of leet ("4mbient").
 
-
-def _fold(text: str) -> list[tuple[str, int]]:
-    """``text`` as folded characters, each with the index of the character it came from."""
-    folded: list[tuple[str, int]] = []
-    for index, char in enumerate(text):
-        for part in unicodedata.normalize("NFKD", char):
-            if unicodedata.category(part) in ("Mn", "Me", "Cf"):
-                continue
-            for lowered in _TRANSLITERATION.get(part, part).casefold():
-                for piece in unicodedata.normalize("NFKD", lowered):
-                    if unicodedata.category(piece) in ("Mn", "Me", "Cf"):
-                        continue
-                    for out in _TRANSLITERATION.get(piece, piece):
-                        folded.append((out, index))
-    return folded
+    In a prompt: an ordinary English word; in a name: ordinary in English or a neighbour
+    (see :mod:`generation.ordinary_words`).
+    """
+    if len(text) < 2 or isolating(text[0]):
+        return False
+    judge = is_english_word if in_prompt else is_ordinary
+    if judge(text):
+        return True
+    letters = text.translate(_LETTERS) if any(c.isalpha() for c in text) else text
+    return letters != text and judge(letters)
 
 
 @dataclass(frozen=True)
@@ -262,14 +184,17 @@ class _Token:
     start: int  # span in the original text
     end: int
     skeleton: str
-    common: bool  # an ordinary word (see common_words), two letters or more
+    ordinary: bool  # an ordinary English word (see _ordinary)
     apostrophe: bool = False  # an apostrophe was dropped inside or right after it
+    dotted: bool = False  # a full stop follows it ("D." of "D. Kaufman")
 
 
-def _token(text: str, start: int, end: int, apostrophe: bool = False) -> _Token:
-    skeleton = _skeleton(text)
-    common = len(text) >= 2 and skeleton in _common_skeletons()
-    return _Token(text, start, end, skeleton, common, apostrophe)
+def _token(
+    text: str, start: int, end: int, apostrophe: bool = False, dotted: bool = False
+) -> _Token:
+    return _Token(
+        text, start, end, _skeleton(text), _ordinary(text, in_prompt=True), apostrophe, dotted
+    )
 
 
 def _tokens(folded: Sequence[tuple[str, int]], *, leet: bool) -> list[_Token]:
@@ -279,10 +204,10 @@ def _tokens(folded: Sequence[tuple[str, int]], *, leet: bool) -> list[_Token]:
     start = end = 0
     apostrophe = False
 
-    def flush() -> None:
+    def flush(dotted: bool = False) -> None:
         nonlocal chars, apostrophe
         if chars:
-            tokens.append(_token("".join(chars), start, end, apostrophe))
+            tokens.append(_token("".join(chars), start, end, apostrophe, dotted))
             chars = []
         apostrophe = False
 
@@ -305,7 +230,7 @@ def _tokens(folded: Sequence[tuple[str, int]], *, leet: bool) -> list[_Token]:
         if char in _APOSTROPHES:
             apostrophe = apostrophe or bool(chars)
             continue
-        if char.isalnum() and _isolating(char):
+        if char.isalnum() and isolating(char):
             flush()
             tokens.append(_token(char, index, index + 1))
             continue
@@ -319,7 +244,7 @@ def _tokens(folded: Sequence[tuple[str, int]], *, leet: bool) -> list[_Token]:
             else:
                 is_letter = True
         if not is_letter:
-            flush()
+            flush(dotted=char == ".")
             continue
         if not chars:
             start = index
@@ -340,11 +265,49 @@ def _cue_skeletons(where: str) -> tuple[tuple[str, ...], ...]:
 
 
 def _cue_before(tokens: Sequence[_Token], i: int) -> tuple[int, int] | None:
-    """The span of an imitation cue ending right before token ``i``, if any."""
+    """The span of an imitation cue ending right before token ``i``, if any.
+
+    Up to ``MAX_CUE_FILLERS`` words of ``CUE_FILLERS`` may stand between the cue's words
+    ("sounds exactly like"), never between the cue and the name.
+    """
     for cue in _cue_skeletons("before"):
-        n = len(cue)
-        if i >= n and tuple(t.skeleton for t in tokens[i - n : i]) == cue:
-            return tokens[i - n].start, tokens[i - 1].end
+        k = i
+        for n, word in enumerate(reversed(cue)):
+            if n:
+                skipped = 0
+                while (
+                    k > 0
+                    and skipped < MAX_CUE_FILLERS
+                    and tokens[k - 1].skeleton != word
+                    and tokens[k - 1].skeleton in _filler_skeletons()
+                ):
+                    k, skipped = k - 1, skipped + 1
+            if k == 0 or tokens[k - 1].skeleton != word:
+                break
+            k -= 1
+        else:
+            return tokens[k].start, tokens[i - 1].end
+    return None
+
+
+@cache
+def _filler_skeletons() -> frozenset[str]:
+    return frozenset(_skeleton(word) for word in CUE_FILLERS)
+
+
+def _given_name(tokens: Sequence[_Token], i: int, given: str) -> tuple[int, int] | None:
+    """The span of the given name's initial with a full stop right before token ``i``
+    ("I. Berlin"), or else of the given name anywhere in the prompt ("Berlin … Irving")."""
+    if not given:
+        return None
+    if i > 0:
+        token = tokens[i - 1]
+        if token.dotted and token.text == given[0]:
+            return token.start, token.end
+    skeleton = _skeleton(given)
+    for token in tokens:
+        if token.skeleton == skeleton:
+            return token.start, token.end
     return None
 
 
@@ -358,46 +321,9 @@ def _cue_after(tokens: Sequence[_Token], j: int) -> tuple[int, int] | None:
 
 
 def osa_distance(a: str, b: str, limit: int) -> int | None:
-    """Optimal string alignment distance between ``a`` and ``b`` if at most ``limit``, else None.
-
-    Only the diagonal band ``|i - j| <= limit`` is computed (cells outside it exceed the
-    limit), and the scan stops as soon as a whole row exceeds ``limit``.
-    """
-    if abs(len(a) - len(b)) > limit:
-        return None
-    if a == b:
-        return 0
-    over = limit + 1
-    width = len(b)
-    before: list[int] = []
-    previous = [j if j <= limit else over for j in range(width + 1)]
-    for i in range(1, len(a) + 1):
-        current = [over] * (width + 1)
-        if i <= limit:
-            current[0] = i
-        row_min = current[0]
-        for j in range(max(1, i - limit), min(width, i + limit) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            value = previous[j - 1] + cost
-            if previous[j] + 1 < value:
-                value = previous[j] + 1
-            if current[j - 1] + 1 < value:
-                value = current[j - 1] + 1
-            if (
-                i > 1
-                and j > 1
-                and a[i - 1] == b[j - 2]
-                and a[i - 2] == b[j - 1]
-                and before[j - 2] + 1 < value
-            ):
-                value = before[j - 2] + 1
-            current[j] = value
-            if value < row_min:
-                row_min = value
-        if row_min > limit:
-            return None
-        before, previous = previous, current
-    return previous[width] if previous[width] <= limit else None
+    """Optimal string alignment distance (rapidfuzz) between ``a`` and ``b`` if <= ``limit``."""
+    distance = int(OSA.distance(a, b, score_cutoff=limit))
+    return distance if distance <= limit else None
 
 
 def name_distance(letters: int, *, single_token: bool) -> int:
@@ -407,7 +333,7 @@ def name_distance(letters: int, *, single_token: bool) -> int:
     than a two-word one.
     """
     if single_token:
-        return 2 if letters >= 12 else 1 if letters >= 7 else 0
+        return 2 if letters >= 9 else 1 if letters >= 7 else 0
     return 2 if letters >= 10 else 1 if letters >= 6 else 0
 
 
@@ -452,6 +378,7 @@ class _Entry:
     skeleton: str
     cue: str  # "" (none needed) | "before" | "around"
     max_distance: int
+    given: str = ""  # a person's given name: it, or its initial, stands in for a cue
 
 
 @dataclass
@@ -464,8 +391,9 @@ class _Hit:
     cue: tuple[int, int] | None = None
 
     @property
-    def rank(self) -> tuple[int, int]:
-        return _METHOD_RANK[self.method], self.start
+    def rank(self) -> tuple[int, int, int]:
+        # the whole name or an alias says more than a surname; then the surer method
+        return int(self.entry.via == "surname"), _METHOD_RANK[self.method], self.start
 
 
 @dataclass
@@ -490,6 +418,8 @@ class PromptScreen:
         # (party_id, name as written, reason) for names too short to screen.
         self.skipped: list[tuple[int, str, str]] = []
         self._plain: dict[str, list[_Entry]] = defaultdict(list)
+        # names that block alone, by their leet reading with doubled letters made single
+        self._squeezed: dict[str, list[_Entry]] = defaultdict(list)
         self._skeleton: dict[str, list[_Entry]] = defaultdict(list)
         self._fuzzy: list[_Entry] = []
         self._grams: list[frozenset[str]] = []
@@ -521,22 +451,22 @@ class PromptScreen:
         labels: list[tuple[str, str | None]] = [(party.name, None)]
         labels.extend((alias, alias) for alias in party.aliases)
         for written, alias in labels:
-            folded = _fold(written)
+            folded = fold(written)
             tokens = _tokens(folded, leet=False)
             plain = "".join(t.text for t in tokens)
-            letters = _letters(plain)
+            letters = letter_count(plain)
             if letters < MIN_NAME_CHARS:
                 self.skipped.append(
                     (party.party_id, written, f"fewer than {MIN_NAME_CHARS} letters")
                 )
                 continue
-            if letters < STRONG_NAME_CHARS or all(t.common for t in tokens):
-                cue = "before"
-            elif len(tokens) == 1 and letters < STRONG_SINGLE_CHARS:
-                cue = "around"
-            else:
-                cue = ""
-            ideographic = any(_isolating(c) for c in plain)
+            # A name of ordinary words ("Blue Note", "Tape") says little without a cue;
+            # any other name or alias ("Maxstack", "Enya"), and a person's full name
+            # ("Irving Berlin"), blocks alone.
+            ordinary = all(_ordinary(t.text, in_prompt=False) for t in tokens)
+            full_name = person and len(tokens) >= 2
+            cue = "before" if letters < STRONG_NAME_CHARS or (ordinary and not full_name) else ""
+            ideographic = any(isolating(c) for c in plain)
             distance = (
                 0
                 if cue or ideographic
@@ -556,32 +486,55 @@ class PromptScreen:
                     party, alias, written, via, flipped, "".join(flipped),
                     _skeleton("".join(flipped)), "", distance,
                 )  # fmt: skip
-            if len(tokens) < 2:
+            if len(tokens) >= 2:
+                yield from self._surnames(party, alias, written, tokens, person=person)
+
+    @staticmethod
+    def _surnames(
+        party: ScreenedParty,
+        alias: str | None,
+        written: str,
+        tokens: Sequence[_Token],
+        *,
+        person: bool,
+    ) -> Iterator[_Entry]:
+        """Surname entries: for a person every token after the first and the whole surname
+        ("Aubry-Carlson"), for a group or organisation every token.
+
+        A surname that is not an ordinary word blocks alone, within the one-word edit
+        distance. A person's ordinary-word surname ("Berlin") needs a cue before it or the
+        initial of the given name ("I. Berlin"); an opted-out party's, a cue either side.
+        A group's ordinary words are never matched alone ("Blue" of "Blue Note").
+        """
+        parts = list(tokens[1:] if person else tokens)
+        runs: list[Sequence[_Token]] = [[token] for token in parts]
+        if person and len(parts) >= 2:
+            runs.append(parts)
+        given = tokens[0].text if person else ""
+        for run in runs:
+            texts = tuple(t.text for t in run)
+            plain = "".join(texts)
+            if letter_count(plain) < DISTINCTIVE_TOKEN_CHARS or isolating(plain[0]):
                 continue
-            for token in tokens[1:] if person else tokens:
-                if (
-                    len(token.text) < DISTINCTIVE_TOKEN_CHARS
-                    or token.common
-                    or _isolating(token.text[0])
-                ):
+            if all(_ordinary(t.text, in_prompt=False) for t in run):
+                if not person:
                     continue
-                aggressive = party.style_opt_out and len(token.text) >= OPT_OUT_SURNAME_CHARS
-                yield _Entry(
-                    party,
-                    alias,
-                    written[token.start : token.end],
-                    "surname",
-                    (token.text,),
-                    token.text,
-                    _skeleton(token.text),
-                    "" if aggressive else "around",
-                    name_distance(len(token.text), single_token=True) if aggressive else 0,
-                )
+                cue = "around" if party.style_opt_out else "before"
+                distance = 0
+            else:
+                cue = ""
+                distance = name_distance(len(plain), single_token=True)
+            yield _Entry(
+                party, alias, written[run[0].start : run[-1].end], "surname", texts, plain,
+                _skeleton(plain), cue, distance, given,
+            )  # fmt: skip
 
     def _add(self, entry: _Entry) -> None:
         if entry.skeleton == _skeleton(entry.plain):
             self._plain[entry.plain].append(entry)
         self._skeleton[entry.skeleton].append(entry)
+        if not entry.cue:
+            self._squeezed[_squeeze(entry.skeleton)].append(entry)
         self._max_len = max(self._max_len, len(entry.plain), len(entry.skeleton))
         if entry.max_distance > 0:
             # Pigeonhole filter: an edit (a transposition across a cut included) breaks at
@@ -637,9 +590,9 @@ class PromptScreen:
             "max_prompt_chars": MAX_PROMPT_CHARS,
             "min_name_chars": MIN_NAME_CHARS,
             "strong_name_chars": STRONG_NAME_CHARS,
-            "strong_single_chars": STRONG_SINGLE_CHARS,
             "distinctive_token_chars": DISTINCTIVE_TOKEN_CHARS,
-            "opt_out_surname_chars": OPT_OUT_SURNAME_CHARS,
+            "max_cue_fillers": MAX_CUE_FILLERS,
+            "ordinary_zipf": {"en": ENGLISH_ZIPF, **dict.fromkeys(OTHER_LANGUAGES, OTHER_ZIPF)},
             "fuzzy_distance": {"words_6_to_9": 1, "words_10": 2, "word_7_to_11": 1, "word_12": 2},
             "parties": len(self.parties),
             "names": self._names,
@@ -665,7 +618,7 @@ class PromptScreen:
                 prompt_sha256=digest,
                 rules=self.rules(),
             )
-        folded = _fold(prompt)
+        folded = fold(prompt)
         best: dict[int, _Hit] = {}
         plain_tokens = _tokens(folded, leet=False)
         self._scan(plain_tokens, best, plain=True)
@@ -703,6 +656,7 @@ class PromptScreen:
                     for entry in self._skeleton.get(_skeleton(stem), ()):
                         self._consider(tokens, i, j, entry, "leet", 0, suffix, best)
                 self._fuzzy_window(tokens, i, j, _skeleton(text), best)
+                self._doubled_letters(tokens, i, j, _skeleton(text), best)
 
     def _fuzzy_window(
         self, tokens: list[_Token], i: int, j: int, skeleton: str, best: dict[int, _Hit]
@@ -710,7 +664,7 @@ class PromptScreen:
         n = len(skeleton)
         if n < 5 or not self._fuzzy:
             return
-        if all(t.common for t in tokens[i:j]) and not (
+        if all(t.ordinary for t in tokens[i:j]) and not (
             _cue_before(tokens, i) or _cue_after(tokens, j)
         ):
             return  # ordinary words re-spelt never match without a cue
@@ -735,7 +689,10 @@ class PromptScreen:
             if len(grams & self._grams[idx]) < len(self._grams[idx]) - 3 * entry.max_distance:
                 continue
             held = best.get(entry.party.party_id)
-            if held is not None and held.rank[0] <= _METHOD_RANK["fuzzy"]:
+            if held is not None and held.rank[:2] <= (
+                int(entry.via == "surname"),
+                _METHOD_RANK["fuzzy"],
+            ):
                 continue
             distance = osa_distance(skeleton, entry.skeleton, entry.max_distance)
             if distance is None:
@@ -745,6 +702,21 @@ class PromptScreen:
             elif len(window) > 1 and not spelled_out:
                 continue  # re-spaced and misspelt at once: too loose to trust
             if distance:
+                self._consider(tokens, i, j, entry, "fuzzy", distance, "", best)
+
+    def _doubled_letters(
+        self, tokens: list[_Token], i: int, j: int, skeleton: str, best: dict[int, _Hit]
+    ) -> None:
+        """A name that blocks alone, written with letters doubled or made single at any
+        distance ("savinno", "mcrackenn"), token for token or in one token."""
+        squeezed = _squeeze(skeleton)
+        if len(squeezed) < DISTINCTIVE_TOKEN_CHARS:
+            return
+        for entry in self._squeezed.get(squeezed, ()):
+            if skeleton == entry.skeleton or (j - i > 1 and j - i != len(entry.tokens)):
+                continue
+            distance = osa_distance(skeleton, entry.skeleton, MAX_DISTANCE)
+            if distance is not None:
                 self._consider(tokens, i, j, entry, "fuzzy", distance, "", best)
 
     def _consider(
@@ -759,15 +731,18 @@ class PromptScreen:
         best: dict[int, _Hit],
     ) -> None:
         window = tokens[i:j]
-        if suffix in POSSESSIVE_SUFFIXES and len(entry.tokens) == 1 and not window[-1].apostrophe:
-            return  # "lines" is not a possessive of "Line"; "Line's" is
+        if suffix and not window[-1].apostrophe:
+            if window[-1].ordinary:
+                return  # an ordinary word is not a name plus a suffix ("lines", "english")
+            if suffix in POSSESSIVE_SUFFIXES and entry.cue and len(entry.tokens) == 1:
+                return  # an ordinary-word name takes a possessive only with an apostrophe
         respaced = tuple(map(_skeleton, _split_as(window, suffix))) != tuple(
             map(_skeleton, entry.tokens)
         )
-        loose = (respaced or method == "fuzzy") and all(t.common for t in window)
+        loose = (respaced or method == "fuzzy") and all(t.ordinary for t in window)
         cue: tuple[int, int] | None = None
         if entry.cue or loose:
-            cue = _cue_before(tokens, i)
+            cue = _cue_before(tokens, i) or _given_name(tokens, i, entry.given)
             if cue is None and (entry.cue == "around" or (loose and entry.via == "surname")):
                 cue = _cue_after(tokens, j)
                 if cue is None and suffix in STYLE_SUFFIXES:
@@ -833,6 +808,11 @@ def _tokenwise_distance(window: Sequence[_Token], names: Sequence[str], limit: i
             return None
         total += distance
     return total
+
+
+def _squeeze(text: str) -> str:
+    """``text`` with each run of one letter written once ("savinno" → "savino")."""
+    return "".join(c for n, c in enumerate(text) if n == 0 or c != text[n - 1])
 
 
 def _split_as(window: Sequence[_Token], suffix: str) -> tuple[str, ...]:

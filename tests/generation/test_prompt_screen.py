@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from generation.ordinary_words import is_english_word, is_ordinary
 from generation.prompt_screen import (
     MAX_PROMPT_CHARS,
     PromptScreen,
@@ -21,6 +22,7 @@ from generation.prompt_screen import (
     osa_distance,
     record_screen_decision,
 )
+from generation.text_folding import folded_text
 from provenance.audit_log import verify_chain
 from provenance.consent import ConsentSubject, record_consent
 from provenance.demo_corpus import load_demo_facts, named_artists
@@ -155,19 +157,19 @@ def test_style_opt_out_blocks_the_surname_alone(session: Session) -> None:
     westlund = parties["Mattias Westlund"]
     prompt = "sweeping westlund strings for a fantasy battle"
 
-    assert PromptScreen.from_session(session).screen(prompt).verdict == "allow"
-    # Without an opt-out the surname still counts after an imitation cue.
-    cued = PromptScreen.from_session(session).screen("in the style of Westlund")
-    assert cued.verdict == "block" and cued.matches[0]["via"] == "surname"
+    # A distinctive surname blocks alone; the method says whether the party opted out.
+    free = PromptScreen.from_session(session).screen(prompt)
+    assert free.verdict == "block"
+    assert (free.matches[0]["via"], free.matches[0]["method"]) == ("surname", "exact")
 
     # Opting out of training says nothing about style imitation.
     opt_out(session, westlund, purpose="training")
-    assert PromptScreen.from_session(session).screen(prompt).verdict == "allow"
+    assert PromptScreen.from_session(session).screen(prompt).matches[0]["method"] == "exact"
 
     opt_out(session, westlund, at=T0 + dt.timedelta(days=10))
     # Not yet in force at an earlier screening time.
     early = PromptScreen.from_session(session, at=T0 + dt.timedelta(days=5))
-    assert early.screen(prompt).verdict == "allow"
+    assert early.screen(prompt).matches[0]["method"] == "exact"
 
     screen = PromptScreen.from_session(session)
     assert screen.style_opt_outs == [westlund.id]
@@ -192,7 +194,19 @@ def test_style_opt_out_blocks_the_surname_alone(session: Session) -> None:
         effective_at=T0 + dt.timedelta(days=20),
         origin="cli",
     )
+    assert PromptScreen.from_session(session).screen(prompt).matches[0]["method"] == "exact"
+
+
+def test_style_opt_out_widens_the_cues_of_an_ordinary_surname(session: Session) -> None:
+    parties = register_parties(session)
+    prompt = "Berlin-style show tune with a crooner"
     assert PromptScreen.from_session(session).screen(prompt).verdict == "allow"
+    opt_out(session, parties["Irving Berlin"])
+    result = PromptScreen.from_session(session).screen(prompt)
+    assert [m["name"] for m in result.matches] == ["Irving Berlin"]
+    assert result.matches[0]["cue"] == "style"
+    # The city in a genre name still passes.
+    assert PromptScreen.from_session(session).screen("berlin techno").verdict == "allow"
 
 
 def test_opt_out_of_any_purpose_covers_style_imitation(session: Session) -> None:
@@ -334,7 +348,16 @@ def test_empty_long_and_invalid_prompts() -> None:
 
 
 def test_short_and_ordinary_word_names() -> None:
-    screen = plain_screen("Ambient|AM", "Blue Note", "Line", "Enya", "XX", "Palestrina Giovanni")
+    screen = PromptScreen(
+        [
+            ScreenedParty(1, "Ambient", kind="group", aliases=("AM",)),
+            ScreenedParty(2, "Blue Note", kind="organisation"),
+            ScreenedParty(3, "Line"),
+            ScreenedParty(4, "Enya"),
+            ScreenedParty(5, "XX", kind="group"),
+            ScreenedParty(6, "Palestrina Giovanni"),
+        ]
+    )
     assert [name for _, name, _ in screen.skipped] == ["AM", "XX"]
     for prompt in (
         "ambient pad, am radio filter",
@@ -357,22 +380,49 @@ def test_short_and_ordinary_word_names() -> None:
         ("à la Enya", "Enya"),
     ):
         assert [m["name"] for m in screen.screen(prompt).matches] == [name], prompt
-    # A short one-word name without a cue is not enough.
-    assert screen.screen("enya choir").verdict == "allow"
+    # A one-word name that is not an ordinary word blocks alone, however short.
+    assert [m["name"] for m in screen.screen("enya choir").matches] == ["Enya"]
     # An ordinary word is never stretched by edit distance.
     assert screen.screen("in the style of ambience").verdict == "allow"
 
 
-def test_surname_needs_a_cue_unless_opted_out() -> None:
+def test_distinctive_surname_blocks_alone() -> None:
     free = plain_screen(*DEMO)
-    assert free.screen("mccracken strings").verdict == "allow"
-    for cued in ("in the style of McCracken", "McCracken-style strings", "mccrackenesque"):
-        result = free.screen(cued)
-        assert result.matches[0]["via"] == "surname", cued
+    for prompt in (
+        "mccracken strings",
+        "in the style of McCracken",
+        "McCracken-style strings",
+        "mccrackenesque",
+    ):
+        result = free.screen(prompt)
+        assert [(m["name"], m["via"]) for m in result.matches] == [("Max McCracken", "surname")], (
+            prompt
+        )
     opted = plain_screen(*DEMO, opted_out=("Max McCracken",))
     result = opted.screen("mccracken strings")
     assert result.matches[0]["method"] == "style_opt_out"
     assert opted.screen("max strings").verdict == "allow"  # the given name alone
+    assert free.screen("will it swing? mattias plays").verdict == "allow"
+
+
+def test_ordinary_surname_needs_a_cue_or_the_given_name() -> None:
+    screen = plain_screen("Irving Berlin", "Lincoln Domina")
+    for prompt in ("berlin techno", "a night in berlin", "lincoln center gala"):
+        assert screen.screen(prompt).verdict == "allow", prompt
+    for prompt, cue in (
+        ("in the style of Berlin", "style of"),
+        ("sound exactly like Berlin", "sound exactly like"),
+        ("sounds a lot like berlin", "sounds a lot like"),
+        ("in the vein of Berlin", "vein of"),
+        ("a song by berlin", "song by"),
+        ("I. Berlin ragtime", "I"),
+        ("Berlin show tunes, the way Irving wrote them", "Irving"),
+    ):
+        result = screen.screen(prompt)
+        assert [(m["name"], m["cue"]) for m in result.matches] == [("Irving Berlin", cue)], prompt
+    # The full name blocks although both words are ordinary.
+    assert screen.screen("irving berlin standard").verdict == "block"
+    assert screen.screen("Irvin Berlin standard").matches[0]["method"] == "fuzzy"
 
 
 def test_reasons_and_json() -> None:
@@ -386,6 +436,118 @@ def test_reasons_and_json() -> None:
     assert doc["verdict"] == "block" and len(doc["matches"]) == 2
     assert set(doc["matches"][0]) >= {"party_id", "name", "alias", "matched_text", "method"}
     assert doc["matches"][1]["alias"] == "Maxstack"
+
+
+# --- disguises that once got through, and look-alikes that must pass ---------------------------
+
+DEMO_ALL = (
+    "Mattias Westlund",
+    "Doug Kaufman",
+    "Ryan Reilly",
+    "Aleksi Aubry-Carlson",
+    "Max McCracken|Maxstack",
+    "Will Savino",
+    "Lincoln Domina",
+    "Michael Kievernagel",
+    "Giovanni Pierluigi da Palestrina",
+    "Irving Berlin",
+)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "names"),
+    [
+        # a distinctive surname or an alias alone
+        ("westlund battle music", ["Mattias Westlund"]),
+        ("maxstack pad", ["Max McCracken"]),
+        ("savino drone", ["Will Savino"]),
+        ("westlunds epic overture", ["Mattias Westlund"]),
+        # a possessive
+        ("Kaufman's battle theme", ["Doug Kaufman"]),
+        ("Reilly’s heroic march", ["Ryan Reilly"]),
+        # a surname after a cue the screen did not know
+        ("sound exactly like Kievernagel", ["Michael Kievernagel"]),
+        ("in the manner of Berlin", ["Irving Berlin"]),
+        ("in the vein of Berlin", ["Irving Berlin"]),
+        # an initial with a surname
+        ("D. Kaufman", ["Doug Kaufman"]),
+        ("I. Berlin ragtime song", ["Irving Berlin"]),
+        # a list
+        ("kaufman, reilly and westlund", ["Doug Kaufman", "Ryan Reilly", "Mattias Westlund"]),
+        # a double surname alone, however joined
+        ("Aubry–Carlson", ["Aleksi Aubry-Carlson"]),
+        ("aubry_carlson synth pads", ["Aleksi Aubry-Carlson"]),
+        ("AubryCarlson strategy score", ["Aleksi Aubry-Carlson"]),
+        # a misspelt surname alone
+        ("westlunf", ["Mattias Westlund"]),
+        ("kievernagle", ["Michael Kievernagel"]),
+        ("mcrackenn epic score", ["Max McCracken"]),
+        ("savinno drone", ["Will Savino"]),
+        ("kaufmann celtic fiddle tune", ["Doug Kaufman"]),
+        # fullwidth letters
+        ("ｍａｘｓｔａｃｋ", ["Max McCracken"]),
+        # homoglyphs from Unicode's confusables
+        ("in the style of Ԝеѕtlսոԁ", ["Mattias Westlund"]),
+        ("Ꮇattіas Ꮃеѕtlսոԁ", ["Mattias Westlund"]),
+        ("ᴍᴀx ᴍᴄᴄʀᴀᴄᴋᴇɴ", ["Max McCracken"]),
+        ("ꓪestlund orchestral suite", ["Mattias Westlund"]),
+        ("ᏚᎪᏙᎥΝᎾ space drone", ["Will Savino"]),
+        ("Ɱax McCracken fanfare", ["Max McCracken"]),
+    ],
+)
+def test_disguised_names_are_blocked(prompt: str, names: list[str]) -> None:
+    result = plain_screen(*DEMO_ALL).screen(prompt)
+    assert sorted(m["name"] for m in result.matches) == sorted(names), result.reasons
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "dominant seventh chords in a slow blues",
+        "maximal techno with relentless kicks",
+        "willow creek folk with banjo",
+        "berlin techno, dark warehouse, 135 bpm",
+        "a night in berlin, minimal techno",
+        "lincoln center style orchestral gala piece",
+        "a domino rally of percussion hits",
+        "max stack of compressors on the vocal bus",
+        "really warm analog pads",
+        "casino lounge jazz",
+        "saving grace gospel choir",
+        "westward journey theme",
+        "palestine folk melody on an oud",
+        "michaelmas carol for choir",
+        "cracking vinyl and tape hiss",
+        "sounds exactly like rain on a tin roof",
+        "in the manner of a lullaby",
+        "songs by the campfire with ukulele",
+        "will it swing? add a shuffle",
+        "m o d u l a r synth bleeps",
+    ],
+)
+def test_lookalike_words_pass(prompt: str) -> None:
+    opted = plain_screen(*DEMO_ALL, opted_out=("Irving Berlin", "Lincoln Domina", "Will Savino"))
+    assert opted.screen(prompt).reasons == []
+
+
+def test_folding_reads_confusables_small_capitals_and_fullwidth() -> None:
+    assert folded_text("Ԝеѕtlսոԁ") == "westlund"  # Cyrillic and Armenian
+    assert folded_text("Ꮇattіas Ꮃеѕtlսոԁ") == "mattias westlund"  # Cherokee
+    assert folded_text("ᴍᴀx ᴍᴄᴄʀᴀᴄᴋᴇɴ") == "max mccracken"  # small capitals
+    assert folded_text("ｍａｘｓｔａｃｋ") == "maxstack"  # fullwidth, by NFKC
+    assert folded_text("Łukasz Øster Strauß Beyoncé Þór") == "lukasz oster strauss beyonce thor"
+    assert folded_text("ṃɱ") == "mm"  # UTS #39 reads m as "rn"; m-like letters stay m
+    assert folded_text("rn") == "rn"  # ASCII is never remapped
+    assert folded_text("坂本龍一") == "坂本龍一"  # ideographs keep their own identity
+
+
+def test_ordinary_words_by_frequency() -> None:
+    for word in ("berlin", "tape", "stack", "max", "ambient", "lincoln", "kaufmann"):
+        assert is_ordinary(word), word
+    for word in ("westlund", "kievernagel", "maxstack", "kaufman", "reilly", "carlson", "domina"):
+        assert not is_ordinary(word), word
+    # A prompt word is judged in English alone: "kaufmann" is a German word.
+    assert not is_english_word("kaufmann") and is_english_word("casino")
 
 
 # --- the edit-distance machinery -------------------------------------------------------------
@@ -446,6 +608,8 @@ def test_every_misspelling_within_the_allowed_distance_is_caught() -> None:
         mutated = mutate(rng, words[target], spent)
         if reference_osa(words[target], mutated) > budget:
             continue  # sequential edits can undo or compound each other
+        if is_english_word(mutated):
+            continue  # a misspelling that lands on an ordinary word is read as that word
         words[target] = mutated
         prompt = "a track by " + " ".join(words)
         assert screen.screen(prompt).verdict == "block", (name, prompt)
