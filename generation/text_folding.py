@@ -7,9 +7,9 @@ dropped; a character outside ASCII becomes its prototype in Unicode's confusable
 prototype is plain ASCII letters or digits (Cyrillic ``е``, Armenian ``ս``, Cherokee
 ``Ꮃ``); small capitals (``ᴍ ʀ ɴ``) and the few letters the data leaves alone or maps
 outside ASCII (``þ ð μ ω ĸ``) are read by name or by a short table; the rest is
-casefolded. ASCII itself is never remapped (UTS #39 would read ``m`` as ``rn``).
-Characters of scripts with their own prototypes (CJK, kana, Hangul, …) are kept as they
-are, so a name written in them still matches itself.
+casefolded. ASCII itself is never remapped, and m-like letters are read as ``m`` (UTS #39
+takes ``rn`` as the prototype of ``m``). Characters of scripts written without spaces
+(CJK, kana, Hangul, …) are kept as they are, so a name written in them matches itself.
 """
 
 from __future__ import annotations
