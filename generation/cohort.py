@@ -1,0 +1,121 @@
+"""The outside-music cohort the gate's artist model is normalised and calibrated against.
+
+A cohort is the embedder windows of tracks by artists outside any snapshot, in two
+parts: ``cohort`` tracks give the score-normalisation statistics, ``calibration`` tracks
+are the negatives the artist threshold is set on (never the same tracks, so a threshold
+is not read off the statistics it is normalised by). fairchord ships one for the
+MSD-musicnn embedder, ``generation/data/musicnn_cohort.npz``: 30 s excerpts of freely
+licensed Debian-packaged music (the tune half of ``benchmarks/data/gate_music.csv``, made by
+``benchmarks/build_gate_cohort.py``), with every track's package, path, artist and licence,
+since it is part of what the gate learned from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generation.index import GateUnavailable
+
+__all__ = ["ROLES", "Cohort", "default_cohort_path", "load_cohort", "write_cohort"]
+
+ROLES = ("cohort", "calibration")
+
+
+def default_cohort_path() -> Path:
+    return Path(str(resources.files("generation") / "data" / "musicnn_cohort.npz"))
+
+
+@dataclass
+class Cohort:
+    embedder_sha256: str
+    tracks: list[np.ndarray]  # raw embedder windows per track, float32 [n, D]
+    roles: list[str]
+    meta: list[dict[str, Any]]
+    sha256: str
+
+    def part(self, role: str) -> list[np.ndarray]:
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is unknown; allowed: {list(ROLES)}")
+        return [t for t, r in zip(self.tracks, self.roles, strict=True) if r == role]
+
+    def describe(self) -> dict[str, Any]:
+        """What an auditor needs: size, sources and licences of the cohort's music."""
+        return {
+            "sha256": self.sha256,
+            "embedder_sha256": self.embedder_sha256,
+            "tracks": {role: self.roles.count(role) for role in ROLES},
+            "artists": len({m.get("artist") for m in self.meta}),
+            "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in self.meta), 1),
+            "licences": dict(Counter(str(m.get("licence")) for m in self.meta)),
+            "packages": sorted({str(m.get("package")) for m in self.meta}),
+        }
+
+
+def write_cohort(
+    path: Path,
+    *,
+    embedder_sha256: str,
+    tracks: Sequence[np.ndarray],
+    roles: Sequence[str],
+    meta: Sequence[dict[str, Any]],
+) -> str:
+    """Write a cohort file (windows as float16); returns its sha256."""
+    if not (len(tracks) == len(roles) == len(meta)) or not tracks:
+        raise ValueError("tracks, roles and meta must be non-empty and of one length")
+    if set(roles) - set(ROLES):
+        raise ValueError(f"roles must be among {list(ROLES)}")
+    offsets = np.cumsum([0, *(len(t) for t in tracks)]).astype(np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        embedder_sha256=np.array(embedder_sha256),
+        windows=np.concatenate(tracks).astype(np.float16),
+        offsets=offsets,
+        roles=np.array(list(roles)),
+        meta=np.array(json.dumps(list(meta), sort_keys=True)),
+    )
+    data = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_cohort(path: Path | None = None, *, embedder_sha256: str) -> Cohort:
+    """Load a cohort made with ``embedder_sha256``; anything else means the gate cannot
+    be calibrated (:class:`GateUnavailable`)."""
+    path = path or default_cohort_path()
+    try:
+        data = path.read_bytes()
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            stored_sha = str(z["embedder_sha256"])
+            windows = z["windows"].astype(np.float32)
+            offsets = z["offsets"]
+            roles = [str(r) for r in z["roles"]]
+            meta = json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise GateUnavailable(f"the cohort at {path} cannot be read: {exc}") from exc
+    if stored_sha != embedder_sha256:
+        raise GateUnavailable(
+            f"the cohort at {path} was made with embedder {stored_sha[:12]}, not "
+            f"{embedder_sha256[:12]}"
+        )
+    tracks = [windows[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    if not np.all(np.isfinite(windows)) or len(tracks) != len(roles) != len(meta):
+        raise GateUnavailable(f"the cohort at {path} is malformed")
+    return Cohort(
+        embedder_sha256=stored_sha,
+        tracks=tracks,
+        roles=roles,
+        meta=meta,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
