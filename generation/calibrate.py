@@ -34,12 +34,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from generation.calibrate_artists import calibrate_artist_model
+from generation.cohort import Cohort
 from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex
 from generation.gate import AudioEmbedder
 from generation.index import (
     GateIndex,
     GateUnavailable,
+    build_index_for_run,
     load_index,
+    store_artist_model,
     store_fingerprints,
     store_thresholds,
 )
@@ -67,6 +71,8 @@ class CalibrationReport:
     replay_recall: float  # share of transformed copies blocked by either detector
     combined_false_block_rate: float  # negatives blocked by any score
     per_transform_recall: dict[str, float] = field(default_factory=dict)  # either detector
+    outside_negatives: int = 0  # cohort calibration tracks added to the track negatives
+    artist_model: dict[str, Any] | None = None  # the artist model's calibration summary
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,10 +117,13 @@ def calibrate_thresholds(
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
     progress: Callable[[int], None] | None = None,
+    outside_windows: Sequence[np.ndarray] = (),
 ) -> CalibrationReport:
     """Thresholds from the snapshot: ``clips`` maps recording id → 16 kHz mono wave.
 
-    ``progress(n)`` is called after each clip is done (n = 1 per clip).
+    ``outside_windows`` (raw embedder windows of tracks outside the snapshot, e.g. the
+    cohort's calibration part) are track negatives too. ``progress(n)`` is called after
+    each clip is done (n = 1 per clip).
     """
     if embedder.sha256 != index.embedder_sha256:
         raise GateUnavailable(
@@ -186,12 +195,18 @@ def calibrate_thresholds(
             progress(1)
     if used == 0:
         raise ValueError("none of the clips are in the index; nothing to calibrate on")
+    outside_track_neg: list[float] = []
+    for raw in outside_windows:
+        unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+        sims = (unit @ vectors.T).max(axis=1)
+        outside_track_neg.append(float(sims.max()))
+        track_neg_windows.append(sims)
     share = false_block_rate / 3
     # Per-window negatives (every 10 s window of every recording) feed the tail fit.
     track_windows = np.concatenate(track_neg_windows)
     artist_windows = np.concatenate(artist_neg_windows)
     t_track = max(
-        threshold_at_rate(np.array(track_neg), share),
+        threshold_at_rate(np.array(track_neg + outside_track_neg), share),
         tail_threshold(track_windows, share),
     )
     neg_by_rec_max = np.array(artist_neg)
@@ -240,6 +255,7 @@ def calibrate_thresholds(
             name: float(np.mean([a >= t_track or b >= t_fp for a, b in v])) if v else 0.0
             for name, v in per_transform.items()
         },
+        outside_negatives=len(outside_track_neg),
     )
 
 
@@ -254,12 +270,34 @@ def calibrate_run(
     false_block_rate: float = 0.01,
     artist_top_k: int = 3,
     progress: Callable[[int], None] | None = None,
+    cohort: Cohort | None = None,
+    artists: Mapping[int, Sequence[int]] | None = None,
 ) -> CalibrationReport:
     """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
 
     ``clips`` (recording id → wave, usually the first N seconds) are the calibration
     queries; ``recordings`` (whole member recordings) are fingerprinted for the index.
+
+    With a ``cohort`` (outside music embedded by the same embedder) and the recordings'
+    ``artists`` (recording id → party ids), the gate index for this embedder is first
+    built from the whole recordings' windows, an artist model is enrolled and calibrated
+    on the cohort (``generation.calibrate_artists``), and the cohort's calibration tracks
+    join the track negatives.
     """
+    windows_by_rec: dict[int, np.ndarray] = {}
+    if cohort is not None:
+        if artists is None:
+            raise ValueError("calibrating with a cohort needs the recordings' artists")
+        if cohort.embedder_sha256 != embedder.sha256:
+            raise GateUnavailable(
+                f"the cohort was embedded with {cohort.embedder_sha256[:12]}, the gate "
+                f"embedder is {embedder.sha256[:12]}"
+            )
+        windows_by_rec = {
+            rec: np.asarray(embedder.embed_audio(recordings[rec]), dtype=np.float32)
+            for rec in sorted(recordings)
+        }
+        build_gate_index(session, checkpoint_or_run, embedder.sha256, windows_by_rec, artists)
     index = load_index(session, checkpoint_or_run, embedder_sha256=embedder.sha256)
     rec_artists: dict[int, set[int]] = {}
     for rec, ids in zip(index.recording_ids, index.artist_ids, strict=True):
@@ -281,11 +319,37 @@ def calibrate_run(
         false_block_rate=false_block_rate,
         artist_top_k=artist_top_k,
         progress=progress,
+        outside_windows=cohort.part("calibration") if cohort is not None else (),
     )
     row = session.get(EmbeddingIndex, index.row_id)
     assert row is not None
     fp_sha = store_fingerprints(row, fingerprints)
     thresholds = dict(report.thresholds)
+    if cohort is not None:
+        calibration = calibrate_artist_model(
+            windows_by_rec,
+            {rec: sorted(ids) for rec, ids in rec_artists.items()},
+            cohort,
+            rate=false_block_rate / 3,
+        )
+        entry = calibration.thresholds_entry(cohort)
+        entry["sha256"] = store_artist_model(row, calibration.model)
+        # The artist model replaces the top-k artist score for this index.
+        thresholds["artist"] = calibration.threshold
+        thresholds["artist_tail"] = None
+        thresholds["artist_model"] = entry
+        report.artist_recall = calibration.snapshot_recall or 0.0
+        report.artist_positives = calibration.snapshot_positives
+        report.artist_negatives = calibration.negatives
+        report.artist_model = {
+            "method": calibration.model.method,
+            "threshold": calibration.threshold,
+            "calibration_segments": calibration.negatives,
+            "calibration_tracks": calibration.negative_tracks,
+            "false_block_rate_on_calibration": calibration.false_block_rate,
+            "snapshot_recall": calibration.snapshot_recall,
+            "cohort_sha256": cohort.sha256,
+        }
     thresholds["search"] = choose_search(index.index, index.recording_ids)
     thresholds["fingerprint"] = {
         **thresholds["fingerprint"],
@@ -296,6 +360,33 @@ def calibrate_run(
     report.thresholds = thresholds
     store_thresholds(session, row, {**thresholds, "report": _summary(report)})
     return report
+
+
+def build_gate_index(
+    session: Session,
+    checkpoint_or_run: Checkpoint | TrainingRun | int,
+    embedder_sha256: str,
+    windows: Mapping[int, np.ndarray],
+    artists: Mapping[int, Sequence[int]],
+) -> EmbeddingIndex:
+    """The gate's index for one embedder: every window of every whole member recording."""
+    from generation.index import resolve_run
+
+    run = resolve_run(session, checkpoint_or_run)
+    recs = sorted(windows)
+    missing = [r for r in recs if r not in artists]
+    if missing:
+        raise ValueError(f"no artists given for recordings {missing[:10]}")
+    return build_index_for_run(
+        session,
+        run.id,
+        embeddings=np.concatenate([windows[r] for r in recs]),
+        recording_ids=[r for r in recs for _ in range(len(windows[r]))],
+        segment_index=[i for r in recs for i in range(len(windows[r]))],
+        artist_ids=[list(artists[r]) for r in recs for _ in range(len(windows[r]))],
+        embedder_sha256=embedder_sha256,
+        snapshot_digest=run.members_digest,
+    )
 
 
 def _summary(report: CalibrationReport) -> dict[str, Any]:

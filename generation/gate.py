@@ -3,8 +3,11 @@
 Scores (cosine similarities between L2-normalised embedder windows and snapshot segments):
 
 - track score: the maximum similarity of any clip window to any training segment;
-- artist score: per artist, the mean of the top-``artist_top_k`` similarities between the
-  clip's windows and that artist's segments (taken from the exact top-``search_k`` hits);
+- artist score: with a calibrated artist model (``generation.artist_model``, the
+  default since the MSD-musicnn embedder), the clip's cohort-normalised score against
+  each training artist, highest over its 30 s segments; for indexes calibrated without
+  one, the mean of the top-``artist_top_k`` similarities between the clip's windows and
+  that artist's segments (taken from the exact top-``search_k`` hits);
 - fingerprint score: the number of the clip's landmarks whose quad matches agree on one
   training recording, pitch offset, time scale and offset (``generation.fingerprint``):
   the detector for replays that went through pitch, tempo, noise or codec changes.
@@ -25,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy.orm import Session
 
+from generation.calibrate_artists import normal_tail_at
 from generation.index import GateIndex, GateUnavailable
 from generation.search import Search, search_for
 from generation.tail import tail_at
@@ -125,6 +129,26 @@ class SimilarityGate:
             raise GateUnavailable(
                 "the index's fingerprints are not loaded; refusing to gate without them"
             )
+        model_entry = chosen.get("artist_model")
+        if model_entry is not None:
+            tail = model_entry.get("tail") if isinstance(model_entry, dict) else None
+            values = [
+                v
+                for v in (
+                    model_entry.get("threshold") if isinstance(model_entry, dict) else None,
+                    *((tail or {}).get(k) for k in ("mean", "sd", "rate")),
+                )
+                if isinstance(v, (int, float))
+            ]
+            if len(values) != 4 or not np.all(np.isfinite(values)) or not 0 < values[3] < 1:
+                raise GateUnavailable(
+                    f"the artist model's calibration is malformed: {model_entry!r}"
+                )
+            if index.artist_model is None:
+                raise GateUnavailable(
+                    "the index was calibrated with an artist model that is not loaded; "
+                    "refusing to gate without it"
+                )
         if search_k < 1 or artist_top_k < 1 or top_artists < 1:
             raise ValueError(
                 f"search_k={search_k}, artist_top_k={artist_top_k}, top_artists={top_artists}: "
@@ -153,6 +177,11 @@ class SimilarityGate:
 
     def embed(self, wave_16k: np.ndarray) -> np.ndarray:
         """Embedder windows [w, D], L2-normalised; any embedder fault is GateUnavailable."""
+        raw = self.embed_raw(wave_16k)
+        return np.ascontiguousarray(raw / np.linalg.norm(raw, axis=1, keepdims=True))
+
+    def embed_raw(self, wave_16k: np.ndarray) -> np.ndarray:
+        """Embedder windows [w, D] as the embedder gives them, checked."""
         try:
             windows = np.asarray(self.embedder.embed_audio(wave_16k), dtype=np.float32)
         except GateUnavailable:
@@ -169,7 +198,29 @@ class SimilarityGate:
         norms = np.linalg.norm(windows, axis=1, keepdims=True)
         if np.any(norms == 0):
             raise GateUnavailable("embedder returned a zero vector")
-        return np.ascontiguousarray(windows / norms)
+        return windows
+
+    def model_artist_scores(self, raw: np.ndarray) -> tuple[list[tuple[int, float]], float, int]:
+        """Per-artist scores from the calibrated artist model (highest over the clip's
+        segments), the threshold for a clip of that many segments, and the segment count."""
+        model = self.index.artist_model
+        assert model is not None
+        entry = self.thresholds["artist_model"]
+        try:
+            scores = model.scores(raw)  # [S, A]
+        except Exception as exc:
+            raise GateUnavailable(f"artist model failed: {type(exc).__name__}: {exc}") from exc
+        n_segments = int(scores.shape[0])
+        threshold = float(entry["threshold"])
+        if n_segments > 1:
+            tail = entry["tail"]
+            threshold = max(threshold, normal_tail_at(tail, float(tail["rate"]) / n_segments))
+        best = scores.max(axis=0)
+        ranked = sorted(
+            ((int(p), float(v)) for p, v in zip(model.party_ids, best, strict=True)),
+            key=lambda item: -item[1],
+        )
+        return ranked, threshold, n_segments
 
     def score_windows(self, windows: np.ndarray) -> dict[str, Any]:
         """Exact track score, nearest segment and per-artist scores for given windows."""
@@ -213,12 +264,18 @@ class SimilarityGate:
             raise GateUnavailable(f"expected a non-empty mono 16 kHz wave, got shape {wave.shape}")
         if not np.all(np.isfinite(wave)):
             raise GateUnavailable("audio contains NaN or infinite samples")
-        windows = self.embed(wave)
+        raw = self.embed_raw(wave)
+        windows = np.ascontiguousarray(raw / np.linalg.norm(raw, axis=1, keepdims=True))
         scored = self.score_windows(windows)
         track_t = self.threshold_for("track", windows.shape[0])
         artist_t = self.threshold_for("artist", windows.shape[0])
+        artist_method = "top_k"
+        segments = 0
+        if self.index.artist_model is not None:
+            scored["artists"], artist_t, segments = self.model_artist_scores(raw)
+            artist_method = self.index.artist_model.method
         reasons: list[str] = []
-        detector_scores: dict[str, float] = {"clap_track": scored["track"]}
+        detector_scores: dict[str, float] = {"track": scored["track"]}
         if scored["track"] >= track_t:
             reasons.append(
                 f"track_similarity {scored['track']:.4f} >= {track_t:.4f} to training recording "
@@ -229,7 +286,7 @@ class SimilarityGate:
             for party, score in scored["artists"][: self.top_artists]
         ]
         if artist_scores:
-            detector_scores["clap_artist"] = artist_scores[0]["score"]
+            detector_scores["artist"] = artist_scores[0]["score"]
         for entry in artist_scores:
             if entry["score"] >= artist_t:
                 reasons.append(
@@ -262,7 +319,12 @@ class SimilarityGate:
             detector_scores=detector_scores,
             thresholds={
                 **self.thresholds,
-                "effective": {"track": track_t, "artist": artist_t, "windows": len(windows)},
+                "effective": {
+                    "track": track_t,
+                    "artist": artist_t,
+                    "windows": len(windows),
+                    "artist_segments": segments,
+                },
             },
             index_sha256=self.index.sha256,
             embedder_sha256=self.index.embedder_sha256,
@@ -271,6 +333,7 @@ class SimilarityGate:
             windows=int(windows.shape[0]),
             extra={
                 "search": self.search.name,
+                "artist_method": artist_method,
                 "fingerprint": {
                     "score": match.score,
                     "recording_id": match.recording_id,

@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from generation.artist_model import ArtistModel
 from generation.fingerprint import FingerprintIndex
 from provenance.audit_log import append_event
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
@@ -42,6 +43,7 @@ VECTORS_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
 META_FILE = "meta.json"
 FINGERPRINTS_FILE = "fingerprints.npz"
+ARTIST_MODEL_FILE = "artist_model.npz"
 
 
 class GateUnavailable(RuntimeError):
@@ -67,6 +69,7 @@ class GateIndex:
     row_id: int | None = None
     path: Path | None = None
     fingerprints: FingerprintIndex | None = None
+    artist_model: ArtistModel | None = None
 
     @property
     def ntotal(self) -> int:
@@ -243,6 +246,47 @@ def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> s
     return hashlib.sha256(data).hexdigest()
 
 
+def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
+    """Write the calibrated artist model beside the vectors; returns its sha256 (the caller
+    records it in ``thresholds["artist_model"]["sha256"]``)."""
+    data = model.to_bytes()
+    _write_atomic(Path(row.uri) / ARTIST_MODEL_FILE, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verified_bytes(directory: Path, name: str, entry: Any, what: str) -> bytes | None:
+    """The bytes of a calibration file whose sha256 the thresholds record, or None when the
+    thresholds have no such entry."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise GateUnavailable(f"{what} thresholds are malformed: {entry!r}")
+    path = directory / name
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GateUnavailable(f"{what} at {path} is unreadable: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise GateUnavailable(
+            f"{what} at {path} is corrupt: sha256 {actual[:12]}, calibration recorded "
+            f"{entry['sha256'][:12]}"
+        )
+    return data
+
+
+def _load_artist_model(directory: Path, thresholds: dict[str, Any]) -> ArtistModel | None:
+    data = _verified_bytes(
+        directory, ARTIST_MODEL_FILE, thresholds.get("artist_model"), "the artist model"
+    )
+    if data is None:
+        return None
+    try:
+        return ArtistModel.from_bytes(data)
+    except Exception as exc:
+        raise GateUnavailable(f"the artist model in {directory} cannot be read: {exc}") from exc
+
+
 def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> FingerprintIndex | None:
     entry = thresholds.get("fingerprint")
     if entry is None:
@@ -266,9 +310,7 @@ def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> Fingerpri
         raise GateUnavailable(f"fingerprints at {path} cannot be read: {exc}") from exc
 
 
-def _resolve_run(
-    session: Session, checkpoint_or_run: Checkpoint | TrainingRun | int
-) -> TrainingRun:
+def resolve_run(session: Session, checkpoint_or_run: Checkpoint | TrainingRun | int) -> TrainingRun:
     if isinstance(checkpoint_or_run, TrainingRun):
         return checkpoint_or_run
     if isinstance(checkpoint_or_run, Checkpoint):
@@ -298,14 +340,28 @@ def load_index(
     """
     import faiss
 
-    run = _resolve_run(session, checkpoint_or_run)
-    row = session.execute(
-        select(EmbeddingIndex)
-        .where(EmbeddingIndex.training_run_id == run.id)
-        .order_by(EmbeddingIndex.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    run = resolve_run(session, checkpoint_or_run)
+    query = select(EmbeddingIndex).where(EmbeddingIndex.training_run_id == run.id)
+    if embedder_sha256 is not None:
+        # A run can have an index per embedder (e.g. the CLAP segments and the gate's).
+        query = query.where(EmbeddingIndex.embedder_sha256 == embedder_sha256)
+    row = session.execute(query.order_by(EmbeddingIndex.id.desc()).limit(1)).scalar_one_or_none()
     if row is None:
+        others = (
+            session.execute(
+                select(EmbeddingIndex.embedder_sha256).where(
+                    EmbeddingIndex.training_run_id == run.id
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if embedder_sha256 is not None and others:
+            raise GateUnavailable(
+                f"embedder {embedder_sha256[:12]} does not match the embedder of any gate "
+                f"index of run {run.id} ({', '.join(sorted({o[:12] for o in others}))}): "
+                "run `fairchord gate calibrate`"
+            )
         raise GateUnavailable(
             f"training run {run.id} has no gate index: run `fairchord gate calibrate`"
         )
@@ -354,6 +410,7 @@ def load_index(
         raise GateUnavailable(f"gate index {row.sha256[:12]} has {n} vectors, id map/row disagree")
     thresholds = dict(row.thresholds or {})
     fingerprints = _load_fingerprints(directory, thresholds)
+    artist_model = _load_artist_model(directory, thresholds)
     return GateIndex(
         index=index,
         recording_ids=np.asarray(ids_doc["recording_id"], dtype=np.int64),
@@ -367,4 +424,5 @@ def load_index(
         row_id=row.id,
         path=directory,
         fingerprints=fingerprints,
+        artist_model=artist_model,
     )
