@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
-from generation.gate import GateResult, SimilarityGate, record_gate_decision
+from generation.gate import AudioEmbedder, GateResult, SimilarityGate, record_gate_decision
 from generation.index import GateUnavailable, load_index
 from generation.prompt_screen import PromptScreen, ScreenResult, record_screen_decision
 from generation.variation import sample_variation, variation_sigmas
@@ -448,6 +448,7 @@ def generate(
     *,
     checkpoint: Checkpoint,
     load_embedder: Callable[[], PromptEmbedder],
+    load_gate_embedder: Callable[[], AudioEmbedder] | None = None,
     vocoder: Vocoder | None = None,
     screen: PromptScreen | None = None,
     on_step: Callable[[], None] | None = None,
@@ -460,7 +461,9 @@ def generate(
     :class:`ClapMismatch`) after recording the attempt; nothing is written then.
     ``load_embedder`` is called once the prompt and the checkpoint have passed
     (a blocked prompt never loads CLAP); any error it raises counts as
-    :class:`GateUnavailable`. ``on_step`` is called after every sampler step.
+    :class:`GateUnavailable`. ``load_gate_embedder`` loads the similarity gate's audio
+    embedder (the CLI's is MSD-musicnn); without it the gate embeds with the CLAP.
+    ``on_step`` is called after every sampler step.
     """
     ckpt = checkpoint
     prompt_screen = screen if screen is not None else PromptScreen.from_session(session)
@@ -547,8 +550,16 @@ def generate(
                 f"the loaded CLAP has sha256 {str(embedder.sha256)[:12]}, checkpoint {ckpt.id} "
                 f"was trained with CLAP {meta.clap_sha256[:12]}; load that CLAP (--clap PATH)"
             )
-        index = load_index(session, ckpt, embedder_sha256=embedder.sha256)
-        gate = SimilarityGate(index, embedder)
+        gate_embedder: AudioEmbedder = embedder
+        if load_gate_embedder is not None:
+            try:
+                gate_embedder = load_gate_embedder()
+            except GateUnavailable:
+                raise
+            except Exception as exc:
+                raise GateUnavailable(f"cannot load the gate's embedder: {exc}") from exc
+        index = load_index(session, ckpt, embedder_sha256=gate_embedder.sha256)
+        gate = SimilarityGate(index, gate_embedder)
         cond = _text_condition(embedder, request.prompt, meta.config.unet.cond_dim)
     except CheckpointInvalid as exc:
         stop("error", exc, stage="checkpoint")

@@ -63,6 +63,61 @@ def load_embedder(clap_path: str | None) -> Any:
         raise GateUnavailable(f"cannot load the CLAP embedder: {exc}") from exc
 
 
+def load_gate_embedder() -> Any:
+    """The gate's pretrained music embedder (MSD-musicnn); any failure means the gate
+    cannot decide."""
+    from generation.index import GateUnavailable
+
+    try:
+        from training.musicnn.embedder import MusicnnEmbedder
+
+        return MusicnnEmbedder.load()
+    except Exception as exc:
+        raise GateUnavailable(f"cannot load the gate's music embedder: {exc}") from exc
+
+
+def load_gate_cohort(embedder_sha256: str) -> Any:
+    """The shipped outside-music cohort for the gate embedder."""
+    from generation.cohort import load_cohort
+
+    return load_cohort(embedder_sha256=embedder_sha256)
+
+
+def record_detector(session: Session, embedder: Any, cohort: Any | None) -> None:
+    """Record the gate's embedder (and the cohort it is calibrated with) as an ``Embedder``
+    row with its provenance: what the gate itself learned from."""
+    from sqlalchemy import select
+
+    from provenance.audit_log import append_event
+    from provenance.models import Embedder
+
+    config = dict(getattr(embedder, "config", {}) or {})
+    if cohort is not None:
+        config["cohort"] = cohort.describe()
+    row = session.execute(
+        select(Embedder).where(Embedder.sha256 == embedder.sha256)
+    ).scalar_one_or_none()
+    if row is not None:
+        if row.config != config:
+            row.config = config
+        return
+    row = Embedder(
+        sha256=embedder.sha256,
+        uri=str(getattr(embedder, "path", "")),
+        kind=str(getattr(embedder, "kind", "unknown")),
+        config=config,
+    )
+    session.add(row)
+    session.flush()
+    append_event(
+        session,
+        "embedder.recorded",
+        entity="embedder",
+        entity_id=row.id,
+        payload={"sha256": embedder.sha256, "kind": row.kind, "role": "similarity_gate"},
+    )
+
+
 def register(app: typer.Typer) -> None:
     gate_app = typer.Typer(
         help="The similarity gate: check audio against a checkpoint's training snapshot.",
@@ -78,7 +133,6 @@ def register(app: typer.Typer) -> None:
         checkpoint: int = typer.Option(
             None, "--checkpoint", help="Checkpoint id (default: newest final checkpoint)."
         ),
-        clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
         json_output: bool = typer.Option(False, "--json", help="One JSON object per file."),
     ) -> None:
         """Gate each file exactly as generated audio is gated. Exit 0 all allowed, 5 some
@@ -99,7 +153,7 @@ def register(app: typer.Typer) -> None:
         try:
             with session_scope() as session:
                 ckpt = resolve_checkpoint(session, checkpoint)
-                embedder = load_embedder(clap)
+                embedder = load_gate_embedder()
                 index = load_index(session, ckpt, embedder_sha256=embedder.sha256)
                 gate = SimilarityGate(index, embedder)
                 for path, wave in waves.items():
@@ -128,7 +182,6 @@ def register(app: typer.Typer) -> None:
         false_block_rate: float = typer.Option(
             0.01, "--false-block-rate", help="Allowed share of negatives blocked (0..1)."
         ),
-        clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
         clip_seconds: float = typer.Option(
             30.0,
             "--clip-seconds",
@@ -136,14 +189,17 @@ def register(app: typer.Typer) -> None:
         ),
         json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Set the gate's thresholds from the checkpoint's own snapshot: transformed copies
-        of training clips (track and fingerprint scores), leave-one-recording-out (artist
-        score). Also fingerprints every member recording for the gate."""
+        """Build the gate for the checkpoint's snapshot and set its thresholds: embeds every
+        member recording with the pretrained music embedder (MSD-musicnn) into the gate
+        index, fingerprints them, enrols each training artist and normalises against the
+        shipped outside-music cohort; thresholds come from transformed copies of training
+        clips (track and fingerprint scores) and from outside music (artist score)."""
         from rich.progress import Progress
         from sqlalchemy import select
 
         from generation.calibrate import calibrate_run, default_transforms
         from generation.index import GateUnavailable
+        from provenance.features import artist_ids
         from provenance.models import Recording, TrainingRunMember
 
         if not 0 <= false_block_rate < 1:
@@ -154,7 +210,9 @@ def register(app: typer.Typer) -> None:
         try:
             with session_scope() as session:
                 ckpt = resolve_checkpoint(session, checkpoint)
-                embedder = load_embedder(clap)
+                embedder = load_gate_embedder()
+                cohort = load_gate_cohort(embedder.sha256)
+                record_detector(session, embedder, cohort)
                 members = session.execute(
                     select(Recording)
                     .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
@@ -165,6 +223,7 @@ def register(app: typer.Typer) -> None:
                     rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri
                 }
                 clips = {rec_id: wave[:limit] for rec_id, wave in recordings.items()}
+                artists = {rec_id: artist_ids(session, rec_id) for rec_id in recordings}
                 transforms = default_transforms()
                 with Progress(console=console, disable=json_output, transient=True) as bar:
                     task = bar.add_task(
@@ -180,6 +239,8 @@ def register(app: typer.Typer) -> None:
                         transforms=transforms,
                         false_block_rate=false_block_rate,
                         progress=lambda n: bar.advance(task, n),
+                        cohort=cohort,
+                        artists=artists,
                     )
         except GateUnavailable as exc:
             fail(f"cannot calibrate: {exc}", EXIT_GATE_UNAVAILABLE)

@@ -37,6 +37,7 @@ from flows.cli.gate import (
     EXIT_BLOCKED,
     EXIT_GATE_UNAVAILABLE,
     load_embedder,
+    load_gate_embedder,
     load_wave_16k,
     resolve_checkpoint,
 )
@@ -176,6 +177,7 @@ def register(app: typer.Typer) -> None:
                         request,
                         checkpoint=ckpt,
                         load_embedder=lambda: load_embedder(clap),
+                        load_gate_embedder=load_gate_embedder,
                         on_step=lambda: bar.advance(task),
                     )
                 except TaintedCheckpoint as exc:
