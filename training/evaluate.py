@@ -1,8 +1,9 @@
-"""Sample quality of a checkpoint on its run's held-back segments, in CLAP space.
+"""Sample quality of a checkpoint on its run's held-back segments, in CLAP and musicnn space.
 
 Four sets of audio, each made from the same held-back segments (whole
 recordings kept out of training by :func:`training.snapshot_data.split_segments`),
-cropped to the same length and embedded with the run's own CLAP:
+cropped to the same length and embedded with the run's own CLAP and, when given,
+with MSD-musicnn (:mod:`training.musicnn.embedder`):
 
 - ``real``: the original audio of each segment, decoded from the object store;
 - ``vocoded_real``: the segment's stored log-mel through the vocoder — the
@@ -16,6 +17,15 @@ embeddings and those of ``real`` (Gaussian fit, as FID/FAD), and
 caption's text embedding. ``gap_closed`` is the share of the FD_clap gap
 between ``untrained`` and ``vocoded_real`` that training closed:
 ``(fd_untrained - fd_trained) / (fd_untrained - fd_vocoded_real)``.
+
+The run's CLAP was trained on the same corpus as the diffusion model, so it is
+not an outside judge: it may have learned to overlook exactly what the
+generator gets wrong. ``fd_musicnn`` is the same Fréchet distance in the space
+of a pretrained music tagger the project did not train (MSD-musicnn), with its
+own ``gap_closed_musicnn``; the CLAP figures stay for the text–audio score,
+which needs a text encoder. musicnn describes 3 s patches; a clip is the mean of
+its patches' vectors, and a clip shorter than 3 s is repeat-padded to one patch
+(only whole patches count, so a 5.12 s clip is described by its first 3 s).
 
 With fewer clips than embedding dimensions the covariance estimates are
 rank-deficient and FD is biased upwards; every set uses the same clips, so the
@@ -40,10 +50,23 @@ from training.mel import DEFAULT_MEL_CONFIG
 SETS = ("real", "vocoded_real", "trained", "untrained")
 
 
+# musicnn's layer before the tags: 200 dimensions rather than the 1506 of the pooled
+# mid-end (mean and max, 2 x 753), so that the covariance estimated from a few dozen
+# clips is less rank-deficient and the Fréchet distance less dominated by its bias.
+MUSICNN_FEATURE = "penultimate"
+
+
 class ClapLike(Protocol):
     def embed_audio_clip(self, wave_16k: np.ndarray) -> np.ndarray: ...
 
     def embed_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+class MusicnnLike(Protocol):
+    """What :class:`training.musicnn.embedder.MusicnnEmbedder` offers: named outputs,
+    one row per 3 s patch of 16 kHz mono audio."""
+
+    def patch_outputs(self, wave_16k: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,9 @@ class EvalReport:
     fd_clap: dict[str, float]
     clap_score: dict[str, float]
     gap_closed: float | None
+    # None when no musicnn embedder was given (the CLAP figures are still valid).
+    fd_musicnn: dict[str, float] | None
+    gap_closed_musicnn: float | None
     recordings: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +173,29 @@ def embed_clips(embedder: ClapLike, waves: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(embedder.embed_audio_clip(w), np.float32) for w in waves])
 
 
+def musicnn_clip_vectors(embedder: MusicnnLike, waves: Sequence[np.ndarray]) -> np.ndarray:
+    """``[clips, 200]``: per clip, the mean of its patches' :data:`MUSICNN_FEATURE` rows."""
+    return np.stack(
+        [
+            np.asarray(embedder.patch_outputs(np.asarray(w, np.float32))[MUSICNN_FEATURE])
+            .astype(np.float64)
+            .mean(axis=0)
+            for w in waves
+        ]
+    )
+
+
+def frechet_to_real(embeddings: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each set's Fréchet distance to the ``real`` set."""
+    return {name: frechet_distance(embeddings[name], embeddings["real"]) for name in SETS}
+
+
+def gap_closed(fd: dict[str, float]) -> float | None:
+    """The share of the untrained-to-ceiling gap that training closed (None without a gap)."""
+    gap = fd["untrained"] - fd["vocoded_real"]
+    return (fd["untrained"] - fd["trained"]) / gap if gap > 0 else None
+
+
 def evaluate(
     denoiser: Denoiser,
     clips: Sequence[HeldBackClip],
@@ -154,13 +203,15 @@ def evaluate(
     embedder: ClapLike,
     vocoder: Callable[[torch.Tensor], np.ndarray],
     checkpoint_sha256: str,
+    musicnn: MusicnnLike | None = None,
     steps: int = 25,
     cfg: float = 3.0,
     sampler: str = "dpmpp_2m",
     seed: int = 0,
     progress: Callable[[], None] | None = None,
 ) -> EvalReport:
-    """FD_clap and CLAP score of the four sets (see the module docstring)."""
+    """FD_clap and CLAP score of the four sets, and FD_musicnn when ``musicnn`` is given
+    (see the module docstring)."""
     if len(clips) < 2:
         raise ValueError(f"need at least 2 held-back clips, got {len(clips)}")
     frames = int(clips[0].mel_log.shape[-1])
@@ -184,10 +235,13 @@ def evaluate(
             progress=progress,
         )
     audio = {name: embed_clips(embedder, waves[name]) for name in SETS}
-    fd = {name: frechet_distance(audio[name], audio["real"]) for name in SETS}
+    fd = frechet_to_real(audio)
     score = {name: float(np.mean(np.sum(audio[name] * text, axis=1))) for name in SETS}
-    gap = fd["untrained"] - fd["vocoded_real"]
-    gap_closed = (fd["untrained"] - fd["trained"]) / gap if gap > 0 else None
+    fd_musicnn = None
+    if musicnn is not None:
+        fd_musicnn = frechet_to_real(
+            {name: musicnn_clip_vectors(musicnn, waves[name]) for name in SETS}
+        )
     return EvalReport(
         checkpoint_sha256=checkpoint_sha256,
         clips=len(clips),
@@ -198,6 +252,8 @@ def evaluate(
         seed=seed,
         fd_clap=fd,
         clap_score=score,
-        gap_closed=gap_closed,
+        gap_closed=gap_closed(fd),
+        fd_musicnn=fd_musicnn,
+        gap_closed_musicnn=gap_closed(fd_musicnn) if fd_musicnn is not None else None,
         recordings=sorted({c.recording_id for c in clips}),
     )

@@ -1,4 +1,5 @@
-"""`fairchord eval`: FD_clap and CLAP score of a checkpoint on its run's held-back segments."""
+"""`fairchord eval`: FD_clap, FD_musicnn and CLAP score of a checkpoint on its run's
+held-back segments."""
 
 from __future__ import annotations
 
@@ -8,10 +9,28 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json, session_scope
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    console,
+    err_console,
+    fail,
+    print_json,
+    session_scope,
+)
 
 if TYPE_CHECKING:
-    from training.evaluate import HeldBackClip
+    from training.evaluate import HeldBackClip, MusicnnLike
+
+
+def load_musicnn() -> tuple[MusicnnLike | None, str | None]:
+    """MSD-musicnn, the judge the project did not train, or None and the reason it is
+    missing: an eval is a report, so the CLAP figures go out without it."""
+    try:
+        from training.musicnn.embedder import MusicnnEmbedder
+
+        return MusicnnEmbedder.load(), None
+    except Exception as exc:  # any failure only costs the report one figure
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def held_back_clips(
@@ -94,9 +113,12 @@ def register(app: typer.Typer) -> None:
         clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
         json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Compare generated audio with the run's held-back real audio in CLAP space:
-        FD_clap and CLAP text-audio score for the trained model, the untrained model and
-        vocoded real mels (the ceiling). Writes eval-CHECKPOINT.json into the run folder."""
+        """Compare generated audio with the run's held-back real audio: FD_musicnn (in the
+        space of MSD-musicnn, a pretrained music tagger we did not train), FD_clap and the
+        CLAP text-audio score (our CLAP, trained on the same corpus) for the trained
+        model, the untrained model and vocoded real mels (the ceiling). If musicnn cannot
+        be loaded the CLAP figures are still reported and stderr says why FD_musicnn is
+        missing. Writes eval-CHECKPOINT.json into the run folder."""
         from rich.progress import Progress
 
         from flows.cli.gate import load_embedder, resolve_checkpoint
@@ -147,6 +169,14 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), EXIT_BAD_INPUT)
         if len(held) < 2:
             fail(f"only {len(held)} held-back segment(s) of {seconds} s; need 2", EXIT_BAD_INPUT)
+        musicnn, musicnn_missing = load_musicnn()
+        if musicnn_missing is not None:
+            err_console.print(
+                "[yellow]warning:[/yellow] fd_musicnn is not reported: cannot load the "
+                f"MSD-musicnn embedder ({musicnn_missing})",
+                highlight=False,
+                soft_wrap=True,
+            )
         with Progress(console=console, disable=json_output) as bar:
             task = bar.add_task("sampling (trained, untrained)", total=2 * len(held))
             report = evaluate(
@@ -155,6 +185,7 @@ def register(app: typer.Typer) -> None:
                 embedder=embedder,
                 vocoder=GriffinLimVocoder(),
                 checkpoint_sha256=sha,
+                musicnn=musicnn,
                 steps=steps,
                 cfg=cfg,
                 sampler=sampler.replace("-", "_"),
@@ -162,6 +193,11 @@ def register(app: typer.Typer) -> None:
                 progress=lambda: bar.advance(task),
             )
         doc = {"checkpoint_id": ckpt_id, "training_run_id": run_id, **report.to_json()}
+        doc["musicnn_unavailable"] = musicnn_missing
+        if musicnn is not None:
+            from training.musicnn.embedder import weights_sha256
+
+            doc["musicnn_weights_sha256"] = weights_sha256()
         out = run_dir(run_id) / f"eval-{ckpt_id}.json"
         out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
         if json_output:
@@ -174,14 +210,24 @@ def register(app: typer.Typer) -> None:
             f"{report.seconds:.2f} s from recordings {report.recordings}"
         )
         table.add_column("audio")
+        table.add_column("FD_musicnn (lower is better)", justify="right")
         table.add_column("FD_clap (lower is better)", justify="right")
         table.add_column("CLAP score", justify="right")
         for name in ("untrained", "trained", "vocoded_real", "real"):
-            table.add_row(name, f"{report.fd_clap[name]:.4f}", f"{report.clap_score[name]:.4f}")
-        console.print(table)
-        if report.gap_closed is not None:
-            console.print(
-                f"training closed {report.gap_closed:.0%} of the FD_clap gap between the "
-                "untrained model and vocoded real audio"
+            table.add_row(
+                name,
+                f"{report.fd_musicnn[name]:.4f}" if report.fd_musicnn is not None else "n/a",
+                f"{report.fd_clap[name]:.4f}",
+                f"{report.clap_score[name]:.4f}",
             )
+        console.print(table)
+        for label, share in (
+            ("FD_musicnn", report.gap_closed_musicnn),
+            ("FD_clap", report.gap_closed),
+        ):
+            if share is not None:
+                console.print(
+                    f"training closed {share:.0%} of the {label} gap between the "
+                    "untrained model and vocoded real audio"
+                )
         console.print(f"report: {Path(out)}", highlight=False)
