@@ -227,6 +227,8 @@ class GenerateCli:
             return chosen
 
         self.monkeypatch.setattr("flows.cli.generate.load_embedder", load)
+        # The stand-in is also the gate's embedder here (the world's index is built with it).
+        self.monkeypatch.setattr("flows.cli.generate.load_gate_embedder", lambda: chosen)
         self.session.commit()  # end the test's read transaction: SQLite would stay locked
         return CliRunner().invoke(
             app, ["generate", *args, "--checkpoint", str(world.checkpoint_id)]
@@ -571,6 +573,31 @@ def test_real_clap_conditions_and_gates(tmp_path: Path, trained: Trained, real_c
 # --- calibration through the CLI ------------------------------------------------------------
 
 
+def stand_in_cohort(embedder: Any, path: Path) -> Any:
+    """A cohort of outside "music" (other melodies) embedded by the stand-in embedder."""
+    from generation.cohort import load_cohort, write_cohort
+    from tests.generation.test_fingerprint import melody
+
+    tracks = [np.asarray(embedder.embed_audio(melody(100 + i)[: 16_000 * 30])) for i in range(12)]
+    write_cohort(
+        path,
+        embedder_sha256=embedder.sha256,
+        tracks=tracks,
+        roles=["cohort" if i % 2 else "calibration" for i in range(12)],
+        meta=[
+            {
+                "package": "test",
+                "path": f"melody-{i}",
+                "artist": f"a{i}",
+                "licence": "CC0-1.0",
+                "excerpt_seconds": 30.0,
+            }
+            for i in range(12)
+        ],
+    )
+    return load_cohort(path, embedder_sha256=embedder.sha256)
+
+
 def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_copy(
     session: Session,
     db_url: str,
@@ -591,7 +618,9 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
         sf.write(rec.object_uri, melody(i + 1), 16_000, format="WAV")
     session.commit()
     monkeypatch.setenv(DB_URL_ENV, db_url)
-    monkeypatch.setattr("flows.cli.gate.load_embedder", lambda _clap: world.embedder)
+    monkeypatch.setattr("flows.cli.gate.load_gate_embedder", lambda: world.embedder)
+    cohort = stand_in_cohort(world.embedder, tmp_path / "cohort.npz")
+    monkeypatch.setattr("flows.cli.gate.load_gate_cohort", lambda _sha: cohort)
     checkpoint = ["--checkpoint", str(world.checkpoint_id)]
     result = CliRunner().invoke(
         app, ["gate", "calibrate", *checkpoint, "--clip-seconds", "10", "--json"]
@@ -601,6 +630,18 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     assert report["thresholds"]["fingerprint"]["recordings"] == len(world.recordings)
     assert report["thresholds"]["fingerprint"]["threshold"] >= 10
     assert report["combined_false_block_rate"] <= 0.01
+    # The artist model is enrolled on the snapshot and calibrated on the cohort.
+    model_entry = report["thresholds"]["artist_model"]
+    assert model_entry["cohort"]["sha256"] == cohort.sha256
+    assert model_entry["negative_tracks"] == len(cohort.part("calibration"))
+    assert report["outside_negatives"] == len(cohort.part("calibration"))
+    # The detector is recorded with its provenance.
+    from provenance.models import Embedder
+
+    session.expire_all()
+    detector = session.query(Embedder).filter_by(sha256=world.embedder.sha256).one()
+    assert detector.config["cohort"]["tracks"]["calibration"] == len(cohort.part("calibration"))
+    session.commit()  # end the read transaction: SQLite would stay locked
     copy = tmp_path / "copy.wav"
     sf.write(copy, _pitch(melody(2), 2)[: 16_000 * 10], 16_000)
     other = tmp_path / "other.wav"
