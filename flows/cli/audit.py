@@ -86,10 +86,24 @@ def licenses(
     ),
     all_: bool = typer.Option(False, "--all", help="Every checkpoint."),
     fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
-    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write to this file instead of stdout. With --format csv the gate detectors go "
+        "to a second file beside it: --out report.csv also writes report.gate-detectors.csv.",
+    ),
 ) -> None:
     """Every member of a checkpoint's snapshot with its licence and consent (then and now),
-    totals, obligations and the verdict: clean, or tainted with reasons."""
+    totals, obligations and the verdict: clean, or tainted with reasons.
+
+    Every format also says what the gate itself learned from: the similarity gate's
+    detector (the pretrained embedder, its training data, licence, source package and
+    weights sha256) and the outside-music cohort it is calibrated against, or that the
+    checkpoint's gate is not calibrated. JSON has it under "gate_detectors" (and a
+    one-sentence "gate_summary"); HTML in its own section. CSV keeps one row per member,
+    so the detectors (one row each, or a "not calibrated" row per checkpoint) go to a
+    second CSV beside --out (report.csv, report.gate-detectors.csv); without --out only the
+    members are written to stdout and the gate summary goes to stderr."""
     with session_scope() as session:
         reports = _reports(session, checkpoint, all_)
         if fmt is ReportFormat.html:
@@ -139,6 +153,34 @@ def licenses(
         console.print(f"wrote {out}")
     else:
         typer.echo(text, nl=False)
+    if fmt is ReportFormat.csv:
+        _write_gate_detectors_csv(reports, out)
+
+
+def gate_detectors_csv_path(out: Path) -> Path:
+    """Where ``--format csv --out OUT`` writes the gate detectors: beside OUT."""
+    return out.with_name(f"{out.stem}.gate-detectors.csv")
+
+
+def _write_gate_detectors_csv(reports: list[LicenceReport], out: Path | None) -> None:
+    from provenance.audit.detectors import CSV_COLUMNS, csv_rows
+
+    if out is None:
+        for r in reports:
+            err_console.print(
+                f"checkpoint {r.checkpoint_id}, what the gate itself learned from: "
+                f"{r.gate_summary} (--out also writes them as CSV)",
+                highlight=False,
+            )
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, restval="")
+    writer.writeheader()
+    for r in reports:
+        writer.writerows(csv_rows(r.checkpoint_id, r.gate_detectors))
+    path = gate_detectors_csv_path(out)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    console.print(f"wrote {path}")
 
 
 def _print_table(report: LicenceReport) -> None:
@@ -170,6 +212,42 @@ def _print_table(report: LicenceReport) -> None:
         + ", ".join(f"{k} {v['minutes']:.1f} min" for k, v in report.totals_by_licence.items())
     )
     console.print("obligations: " + (", ".join(report.obligations) or "none"))
+    _print_gate_detectors(report)
+
+
+def _print_gate_detectors(report: LicenceReport) -> None:
+    from provenance.audit.detectors import NOT_CALIBRATED, SECTION_TITLE, joined
+
+    if not report.gate_detectors:
+        console.print(f"{SECTION_TITLE}: {NOT_CALIBRATED}", highlight=False)
+        return
+    for d in report.gate_detectors:
+        table = Table(title=f"{SECTION_TITLE}: {d['name'] or d['kind']}", show_header=False)
+        table.add_column("fact", style="bold")
+        table.add_column("value", overflow="fold")
+        cohort = d["cohort"] or {}
+        artist_model = d["gate_index"]["artist_model"] or {}
+        for fact, value in (
+            ("embedder sha256", d["embedder_sha256"]),
+            ("kind", d["kind"]),
+            ("task", d["task"]),
+            ("trained on", d["training_data"]),
+            ("licence", d["licence"]),
+            ("authors", d["authors"]),
+            ("reference", d["reference"]),
+            ("source package", d["source_package"]),
+            ("weights sha256", joined(d["weights_sha256"])),
+            ("gate index sha256", d["gate_index"]["sha256"]),
+            ("artist model", joined(artist_model) if artist_model else "none"),
+            ("cohort sha256", cohort.get("sha256")),
+            ("cohort tracks", joined(cohort.get("tracks"))),
+            ("cohort artists", joined(cohort.get("artists"))),
+            ("cohort seconds", joined(cohort.get("seconds"))),
+            ("cohort licences", joined(cohort.get("licences"))),
+            ("cohort packages", joined(cohort.get("packages"))),
+        ):
+            table.add_row(fact, "" if value is None else str(value))
+        console.print(table)
 
 
 @audit_app.command("taint")
@@ -255,7 +333,8 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Write the JSON-LD here."),
 ) -> None:
     """Describe the training snapshot as Croissant 1.1 JSON-LD (per-file sha256 and
-    contentUrl, SPDX licence URLs, PROV provenance, a record set of members)."""
+    contentUrl, SPDX licence URLs, PROV provenance, a record set of members), and in the
+    extension field "gateDetectors" what the similarity gate itself learned from."""
     from provenance.audit.croissant import croissant_snapshot
 
     if fmt != "croissant":

@@ -6,12 +6,23 @@ PROV-O: the snapshot ``prov:wasDerivedFrom`` each original, and
 ``prov:wasGeneratedBy`` the training run that froze it. A ``members`` record
 set carries one inline record per member (sha256, title, artists, licence,
 consent at snapshot), so the file stands on its own.
+
+Extension: ``gateDetectors`` ("What the gate itself learned from") lists the
+detector(s) of the checkpoint's similarity gate as ``prov:Entity`` nodes: the
+pretrained embedder (sha256, SPDX licence, source package) that
+``prov:wasDerivedFrom`` its own training data and the outside-music cohort it
+was calibrated against; ``gateDetector`` holds the recorded facts as a JSON
+literal (``provenance.audit.detectors.gate_detectors``). An empty list means the
+gate is not calibrated, which the dataset's description also says.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from provenance.audit.detectors import SECTION_TITLE, joined
 from provenance.audit.licence_report import LicenceReport, licence_ids, licence_url
 
 CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
@@ -53,6 +64,8 @@ CONTEXT: dict[str, Any] = {
     "source": "cr:source",
     "subField": "cr:subField",
     "transform": "cr:transform",
+    "gateDetectors": {"@id": "fairchord:gateDetectors", "@container": "@set"},
+    "gateDetector": {"@id": "fairchord:gateDetector", "@type": "@json"},
 }
 
 _MEMBER_FIELDS = (
@@ -77,6 +90,54 @@ _MIME_BY_CONTAINER = {
 def _encoding(codec: str | None) -> str:
     container = (codec or "").split("/", 1)[0].upper()
     return _MIME_BY_CONTAINER.get(container, "application/octet-stream")
+
+
+def _licences(ids: Any) -> list[str] | str:
+    urls = sorted({u for i in ids for u in [licence_url(i)] if u})
+    return urls or "NOASSERTION"
+
+
+def _gate_detector(detector: dict[str, Any]) -> dict[str, Any]:
+    """One detector of the similarity gate as a PROV entity, with what it learned from."""
+    name = detector["name"] or detector["kind"]
+    derived: list[dict[str, Any]] = [
+        {
+            "@type": "prov:Entity",
+            "name": f"training data of {name}",
+            "description": detector["training_data"] or "not recorded",
+        }
+    ]
+    if cohort := detector["cohort"]:
+        tracks = cohort.get("tracks") or {}
+        derived.append(
+            {
+                "@type": "prov:Entity",
+                "@id": f"urn:sha256:{cohort.get('sha256')}",
+                "name": "outside-music cohort the gate is calibrated against",
+                "description": (
+                    f"{sum(tracks.values())} tracks ({joined(tracks)}) by "
+                    f"{cohort.get('artists')} artists, {cohort.get('seconds')} s, from "
+                    f"{joined(cohort.get('packages'))}; licences {joined(cohort.get('licences'))}"
+                ),
+                "license": _licences(licence_ids(" ".join(cohort.get("licences") or {}))),
+            }
+        )
+    return {
+        "@type": "prov:Entity",
+        "@id": f"urn:sha256:{detector['embedder_sha256']}",
+        "name": name,
+        "description": (
+            f"Detector of the similarity gate ({detector['kind']}): {detector['task'] or ''}. "
+            "It judges generated audio against the snapshot; it did not learn from it."
+        ),
+        "license": _licences(licence_ids(detector["licence"] or "")),
+        "sha256": detector["embedder_sha256"],
+        "version": detector["source_package"] or "",
+        "citation": detector["reference"] or "",
+        "prov:wasDerivedFrom": derived,
+        # The recorded facts as they are (datetimes as ISO 8601 text).
+        "gateDetector": orjson.loads(orjson.dumps(detector)),
+    }
 
 
 def croissant_snapshot(report: LicenceReport) -> dict[str, Any]:
@@ -132,7 +193,8 @@ def croissant_snapshot(report: LicenceReport) -> dict[str, Any]:
             f"The recordings that training run {report.training_run_id} learned from, frozen at "
             f"{report.snapshot_at.isoformat()} under policy '{report.policy}' "
             f"v{report.policy_version_at_snapshot}; snapshot digest (Merkle root) "
-            f"{report.snapshot_digest}; checkpoint sha256 {report.checkpoint_sha256}."
+            f"{report.snapshot_digest}; checkpoint sha256 {report.checkpoint_sha256}. "
+            f"{SECTION_TITLE}: {report.gate_summary}."
         ),
         "conformsTo": CROISSANT_1_1,
         "citeAs": f"fairchord training snapshot {report.snapshot_digest}",
@@ -148,6 +210,7 @@ def croissant_snapshot(report: LicenceReport) -> dict[str, Any]:
         },
         "prov:wasDerivedFrom": [{"@id": d["@id"]} for d in distribution],
         "distribution": distribution,
+        "gateDetectors": [_gate_detector(d) for d in report.gate_detectors],
         "recordSet": [
             {
                 "@type": "cr:RecordSet",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from html import escape
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provenance.audit.charts import barh, consent_timeline, data_uri
+from provenance.audit.detectors import NOT_CALIBRATED, SECTION_TITLE, joined
 from provenance.audit.licence_report import LicenceReport
 from provenance.eligibility import eligibility_table
 from provenance.models import ConsentEvent
@@ -30,6 +32,64 @@ def _table(headers: list[str], rows: list[list[str]], *, table_id: str) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _cohort_text(cohort: dict[str, Any] | None) -> str:
+    if not cohort:
+        return "no outside cohort recorded"
+    tracks = cohort.get("tracks") or {}
+    return (
+        f"{sum(tracks.values())} tracks ({joined(tracks)}) by {cohort.get('artists', '?')} "
+        f"artists, {cohort.get('seconds', '?')} s; licences: {joined(cohort.get('licences'))}; "
+        f"packages: {joined(cohort.get('packages'))}; sha256 {cohort.get('sha256', '')}"
+    )
+
+
+def _gate_section(report: LicenceReport) -> str:
+    """The detector(s) behind the checkpoint's similarity gate and what each learned from."""
+    title = f'<h2 id="gate">{escape(SECTION_TITLE)}</h2>'
+    if not report.gate_detectors:
+        return f'{title}<p id="gate-detectors">{escape(NOT_CALIBRATED)}.</p>'
+    rows = []
+    for d in report.gate_detectors:
+        artist_model = d["gate_index"]["artist_model"] or {}
+        rows.append(
+            [
+                f"<b>{escape(d['name'] or d['kind'])}</b> ({escape(d['kind'])})<br>"
+                f"<code>{escape(d['embedder_sha256'])}</code>",
+                escape(d["task"] or ""),
+                escape(d["training_data"] or "not recorded"),
+                escape(d["licence"] or "not recorded"),
+                escape("; ".join(x for x in (d["authors"], d["reference"]) if x)),
+                f"{escape(d['source_package'] or '')}<br>"
+                + "<br>".join(
+                    f"{escape(name)} <code>{escape(str(sha))}</code>"
+                    for name, sha in (d["weights_sha256"] or {}).items()
+                ),
+                escape(_cohort_text(d["cohort"])),
+                f"<code>{escape(d['gate_index']['sha256'])}</code><br>"
+                + escape(
+                    f"artist model {artist_model.get('method')}, "
+                    f"threshold {artist_model.get('threshold')}"
+                    if artist_model
+                    else "no artist model"
+                ),
+            ]
+        )
+    return title + _table(
+        [
+            "detector",
+            "task",
+            "trained on",
+            "licence",
+            "authors, reference",
+            "source package, weights sha256",
+            "calibrated against (outside music)",
+            "gate index",
+        ],
+        rows,
+        table_id="gate-detectors",
+    )
 
 
 def render_html(session: Session, report: LicenceReport) -> str:
@@ -111,6 +171,7 @@ generated {escape(report.generated_at.isoformat())}</p>
 {taint_html}
 <h2>Charts</h2><div class="charts">{images}</div>
 <h2>Obligations</h2><ul>{obligations or "<li>none</li>"}</ul>
+{_gate_section(report)}
 <h2>Members</h2>
 {
         _table(

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from provenance.audit.detectors import gate_detectors, gate_summary
 from provenance.audit.members import MemberRow, member_rows
 from provenance.audit.taint import RunTaint, run_taint
 from provenance.models import Checkpoint, TrainingRun, utcnow
@@ -71,11 +72,18 @@ class LicenceReport:
     obligations: dict[str, list[str]]
     verdict: str
     taint: RunTaint
+    # What the similarity gate itself learned from (``provenance.audit.detectors``).
+    gate_detectors: list[dict[str, Any]]
+
+    @property
+    def gate_summary(self) -> str:
+        return gate_summary(self.gate_detectors)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: the fields in order, as :func:`dataclasses.asdict` gives them,
         but built directly (asdict's deep copy of every member costs seconds at 100 k
-        members); the taint as its verdict and tainted members."""
+        members); the taint as its verdict and tainted members; then ``gate_summary``, the
+        gate detectors in one sentence (or that the gate is not calibrated)."""
         out = self._plain_except_members()
         out["members"] = [m.to_dict() for m in self.members]
         return out
@@ -94,6 +102,7 @@ class LicenceReport:
             elif f.name == "taint":
                 value = {"tainted": value.tainted, "members": [asdict(m) for m in value.members]}
             out[f.name] = value
+        out["gate_summary"] = self.gate_summary
         return out
 
 
@@ -140,6 +149,7 @@ def build_licence_report(
         obligations={k: sorted(v) for k, v in sorted(needs.items())},
         verdict="tainted" if taint.tainted else "clean",
         taint=taint,
+        gate_detectors=gate_detectors(session, checkpoint.id),
     )
 
 

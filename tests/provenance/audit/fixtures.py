@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 
 from provenance.consent import ConsentSubject, current_consent
 from provenance.licences import record_licence
-from provenance.models import Checkpoint, Recording, Source, TrainingRun, TrainingRunMember
+from provenance.models import (
+    Checkpoint,
+    Embedder,
+    EmbeddingIndex,
+    Recording,
+    Source,
+    TrainingRun,
+    TrainingRunMember,
+)
 from provenance.parties import add_credit, get_or_create_party
 from provenance.policies import load_policy
 
@@ -114,3 +122,74 @@ def build_recorded_run(session: Session, root: Path) -> RecordedRun:
     session.add(checkpoint)
     session.flush()
     return RecordedRun(run, checkpoint, recordings, objects)
+
+
+# What `fairchord gate calibrate` records for the gate's detector (MSD-musicnn).
+COHORT = {
+    "sha256": "c" * 64,
+    "embedder_sha256": "e" * 64,
+    "tracks": {"cohort": 40, "calibration": 20},
+    "artists": 31,
+    "seconds": 1800.0,
+    "licences": {"GPL-2.0-or-later": 35, "CC-BY-SA-3.0": 25},
+    "packages": ["frozen-bubble-data", "supertuxkart-data"],
+}
+DETECTOR_CONFIG = {
+    "name": "MSD-musicnn",
+    "kind": "musicnn",
+    "task": "music audio tagging: the 50 most frequent Last.fm tags",
+    "training_data": "Million Song Dataset audio previews with Last.fm tag annotations",
+    "licence": "ISC",
+    "authors": "Jordi Pons, Xavier Serra",
+    "reference": "musicnn: pre-trained convolutional neural networks for music audio tagging",
+    "source_package": "musicnn==0.1.0",
+    "source_files": ["musicnn/MSD_musicnn/.index", "musicnn/MSD_musicnn/.data-00000-of-00001"],
+    "weights_sha256": {".index": "1" * 64, ".data-00000-of-00001": "2" * 64},
+    "feature": "pool",
+    "patch_frames": 187,
+    "cohort": COHORT,
+}
+
+
+def record_gate(session: Session, run: TrainingRun, root: Path) -> EmbeddingIndex:
+    """Record the gate's detector and a calibrated gate index for ``run``, beside the
+    project's CLAP and its (also calibrated) segment index, which is not the gate's."""
+    clap = Embedder(sha256="a" * 64, uri=str(root / "clap.pt"), kind="laion_clap", config={})
+    musicnn = Embedder(
+        sha256=COHORT["embedder_sha256"],
+        uri=str(root / "MSD_musicnn"),
+        kind="musicnn",
+        config=DETECTOR_CONFIG,
+    )
+    session.add_all([clap, musicnn])
+    thresholds = {
+        "artist": 0.41,
+        "artist_model": {
+            "method": "as_norm",
+            "threshold": 0.41,
+            "cohort": COHORT,
+            "sha256": "f" * 64,
+        },
+        "fingerprint": {"sha256": "b" * 64, "hashes": 10},
+    }
+    session.add(
+        EmbeddingIndex(
+            training_run_id=run.id,
+            embedder_sha256=clap.sha256,
+            sha256="3" * 64,
+            uri=str(root / "clap-index"),
+            vectors=30,
+            thresholds={"track": 0.9},
+        )
+    )
+    gate_index = EmbeddingIndex(
+        training_run_id=run.id,
+        embedder_sha256=musicnn.sha256,
+        sha256="4" * 64,
+        uri=str(root / "gate-index"),
+        vectors=30,
+        thresholds=thresholds,
+    )
+    session.add(gate_index)
+    session.flush()
+    return gate_index
