@@ -189,3 +189,43 @@ class Musicnn(nn.Module):
         dense(self.dense, "dense")
         bn(self.dense_bn, 10)
         dense(self.out, "dense_1")
+        self.factorise()
+
+    @torch.no_grad()
+    def factorise(self, *, tolerance: float = 1e-6) -> dict[str, int]:
+        """Replace each convolution whose filter bank has low rank by an equivalent pair:
+        ``r`` basis filters, then a 1-wide convolution mixing them into the outputs.
+
+        The published MSD-musicnn filter banks are of very low rank (23 of the 204 timbral
+        7x38 filters are independent, 14 of the 7x67, 3-17 of the temporal ones), so the
+        pair computes the same maps (singular values below ``tolerance`` of the largest
+        are dropped) with a fraction of the arithmetic. Returns the rank of each bank."""
+        ranks: dict[str, int] = {}
+        for group_name in ("timbral", "temporal", "mid"):
+            group = getattr(self, group_name)
+            assert isinstance(group, nn.ModuleList)
+            for i, conv in enumerate(group):
+                if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
+                    continue
+                out = conv.out_channels
+                matrix = conv.weight.reshape(out, -1).double()
+                u, sv, vh = torch.linalg.svd(matrix, full_matrices=False)
+                rank = int((sv > tolerance * sv[0]).sum())
+                ranks[f"{group_name}.{i}"] = rank
+                if rank * (matrix.shape[1] + out) >= matrix.shape[1] * out:
+                    continue  # no saving
+                kernel = conv.weight.shape[2:]
+                if isinstance(conv, nn.Conv2d):
+                    basis: nn.Module = nn.Conv2d(conv.in_channels, rank, kernel, bias=False)
+                    mix: nn.Conv1d | nn.Conv2d = nn.Conv2d(rank, out, 1)
+                else:
+                    basis = nn.Conv1d(conv.in_channels, rank, kernel, bias=False)
+                    mix = nn.Conv1d(rank, out, 1)
+                weights = (sv[:rank, None] * vh[:rank]).reshape(rank, *conv.weight.shape[1:])
+                assert isinstance(basis, (nn.Conv1d, nn.Conv2d))
+                basis.weight.copy_(weights.float())
+                mix.weight.copy_(u[:, :rank].reshape(out, rank, *([1] * len(kernel))).float())
+                assert conv.bias is not None and mix.bias is not None
+                mix.bias.copy_(conv.bias)
+                group[i] = nn.Sequential(basis, mix)
+        return ranks
