@@ -214,12 +214,13 @@ class Musicnn(nn.Module):
                 ranks[f"{group_name}.{i}"] = rank
                 if rank * (matrix.shape[1] + out) >= matrix.shape[1] * out:
                     continue  # no saving
-                kernel = conv.weight.shape[2:]
+                kernel = tuple(conv.weight.shape[2:])
                 if isinstance(conv, nn.Conv2d):
-                    basis: nn.Module = nn.Conv2d(conv.in_channels, rank, kernel, bias=False)
+                    kh, kw = kernel
+                    basis: nn.Module = nn.Conv2d(conv.in_channels, rank, (kh, kw), bias=False)
                     mix: nn.Conv1d | nn.Conv2d = nn.Conv2d(rank, out, 1)
                 else:
-                    basis = nn.Conv1d(conv.in_channels, rank, kernel, bias=False)
+                    basis = nn.Conv1d(conv.in_channels, rank, kernel[0], bias=False)
                     mix = nn.Conv1d(rank, out, 1)
                 weights = (sv[:rank, None] * vh[:rank]).reshape(rank, *conv.weight.shape[1:])
                 assert isinstance(basis, (nn.Conv1d, nn.Conv2d))
