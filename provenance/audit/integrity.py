@@ -23,7 +23,8 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Discrepancy:
-    kind: str  # audit_log | object | shard | manifest | checkpoint | index | fingerprints
+    # audit_log | object | shard | manifest | checkpoint | index | fingerprints | artist_model
+    kind: str
     ref: str
     detail: str
 
@@ -113,6 +114,17 @@ def _fingerprints(session: Session) -> Iterator[tuple[str, str | None, str]]:
             yield f"index {index.id}", f"{index.uri}/{FINGERPRINTS_FILE}", str(entry["sha256"])
 
 
+ARTIST_MODEL_FILE = "artist_model.npz"  # beside the vectors (generation.index)
+
+
+def _artist_models(session: Session) -> Iterator[tuple[str, str | None, str]]:
+    """A calibrated index's artist model, against the digest its thresholds record."""
+    for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
+        entry = (index.thresholds or {}).get("artist_model")
+        if isinstance(entry, dict) and entry.get("sha256"):
+            yield f"index {index.id}", f"{index.uri}/{ARTIST_MODEL_FILE}", str(entry["sha256"])
+
+
 def _manifest_shards(session: Session) -> list[Discrepancy]:
     """Every shard a manifest lists must be the one the DB recorded, with the same digest."""
     found = []
@@ -153,6 +165,7 @@ CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = 
     "checkpoint": _checkpoints,
     "index": _indexes,
     "fingerprints": _fingerprints,
+    "artist_model": _artist_models,
 }
 
 

@@ -157,3 +157,35 @@ def test_calibrated_fingerprints_are_checked_against_their_recorded_digest(
     _flip_byte(folder / FINGERPRINTS_FILE)
     problems = [d for d in verify_everything(session).discrepancies if d.kind == "fingerprints"]
     assert len(problems) == 1 and "sha256" in problems[0].detail, problems
+
+
+def test_calibrated_artist_model_is_checked_against_its_recorded_digest(
+    session: Session, tmp_path: Path
+) -> None:
+    from generation.index import ARTIST_MODEL_FILE
+    from provenance.audit.integrity import ARTIST_MODEL_FILE as CHECKED_NAME
+    from provenance.models import EmbeddingIndex
+
+    assert CHECKED_NAME == ARTIST_MODEL_FILE
+    recorded = build_recorded_run(session, tmp_path)
+    folder = tmp_path / "gate-index"
+    folder.mkdir()
+    (folder / ARTIST_MODEL_FILE).write_bytes(b"centroids and cohort" * 100)
+    sha = hashlib.sha256((folder / ARTIST_MODEL_FILE).read_bytes()).hexdigest()
+    session.add(
+        EmbeddingIndex(
+            training_run_id=recorded.run.id,
+            embedder_sha256="e" * 64,
+            sha256="0" * 64,
+            uri=str(folder),
+            vectors=1,
+            thresholds={"track": 0.9, "artist_model": {"threshold": 3.0, "sha256": sha}},
+        )
+    )
+    session.flush()
+    report = verify_everything(session)
+    assert report.checked["artist_model"] == 1
+    assert not [d for d in report.discrepancies if d.kind == "artist_model"]
+    _flip_byte(folder / ARTIST_MODEL_FILE)
+    problems = [d for d in verify_everything(session).discrepancies if d.kind == "artist_model"]
+    assert len(problems) == 1 and "sha256" in problems[0].detail, problems
