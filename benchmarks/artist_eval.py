@@ -83,7 +83,45 @@ def cached_outputs(
     return outputs
 
 
+class ClapWindows:
+    """The demo CLAP as an embedder for this comparison: its 10 s windows (5 s hop)."""
+
+    def __init__(self, path: Path) -> None:
+        from training.clap_embedder import ClapEmbedder
+
+        self.clap = ClapEmbedder.load(path)
+        self.sha256 = self.clap.sha256
+
+    def patch_outputs(self, wave: np.ndarray) -> dict[str, np.ndarray]:
+        return {"clap": np.asarray(self.clap.embed_audio(wave), dtype=np.float32)}
+
+
+class TopK:
+    """The previous gate's artist score: per window, the mean of the top-3 cosine
+    similarities to one artist's training windows; highest over windows."""
+
+    method = "topk"
+
+    def __init__(self, windows: dict[int, np.ndarray], artists: dict[int, list[int]]) -> None:
+        self.party_ids = np.array(sorted({a for ids in artists.values() for a in ids}))
+        self.banks = []
+        for party in self.party_ids:
+            rows = [w for rec, w in windows.items() if party in artists[rec]]
+            bank = np.concatenate(rows)
+            self.banks.append(bank / np.linalg.norm(bank, axis=1, keepdims=True))
+
+    def scores(self, windows: np.ndarray) -> np.ndarray:
+        q = windows / np.linalg.norm(windows, axis=1, keepdims=True)
+        out = []
+        for bank in self.banks:
+            sims = q @ bank.T
+            out.append(np.sort(sims, axis=1)[:, -3:].mean(axis=1).max())
+        return np.array([out])
+
+
 def features(outputs: dict[str, np.ndarray], feature: str) -> np.ndarray:
+    if feature == "clap":
+        return outputs["clap"]
     if feature == "pool":
         return np.concatenate([outputs["mean_pool"], outputs["max_pool"]], axis=1)
     return outputs[feature]
@@ -133,13 +171,19 @@ def evaluate(
     cohort_rows = [
         r for r in rows if r["role"] == "outside" and r["split"] == "tune" and is_cohort(r)
     ]
-    model = fit_artist_model(
-        {i: features(outputs[r["path"]], feature) for i, r in training.items()},
-        {i: [party[r["artist"]]] for i, r in training.items()},
-        [features(outputs[r["path"]], feature) for r in cohort_rows],
-        method=method,
-        top_n=top_n,
-    )
+    enrol = {i: features(outputs[r["path"]], feature) for i, r in training.items()}
+    enrol_artists = {i: [party[r["artist"]]] for i, r in training.items()}
+    model: Any
+    if method == "topk":
+        model = TopK(enrol, enrol_artists)
+    else:
+        model = fit_artist_model(
+            enrol,
+            enrol_artists,
+            [features(outputs[r["path"]], feature) for r in cohort_rows],
+            method=method,
+            top_n=top_n,
+        )
 
     def track_scores(role: str, half: str, calibration: bool = False) -> list[tuple[Any, ...]]:
         out = []
@@ -199,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="pool|mean_pool|max_pool|penultimate|logits (repeatable; default: all)",
     )
-    parser.add_argument("--method", action="append", help="cosine|snorm|asnorm (repeatable)")
+    parser.add_argument("--method", action="append", help="topk|cosine|snorm|asnorm (repeatable)")
+    parser.add_argument(
+        "--clap", type=Path, help="also score the demo CLAP at PATH (feature 'clap')"
+    )
     parser.add_argument("--top-n", type=int, action="append", help="AS-norm cohort size")
     parser.add_argument("--false-block-rate", type=float, default=0.01)
     parser.add_argument("--excerpt-seconds", type=float, default=30.0)
@@ -214,20 +261,35 @@ def main(argv: list[str] | None = None) -> int:
     from training.musicnn.embedder import MusicnnEmbedder
 
     torch.set_num_threads(2)
-    rows = [r for r in read_rows(args.csv) if Path(r["path"]).is_file()]
-    embedder = MusicnnEmbedder.load()
-    cache = args.cache / "musicnn"
-    cache.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, dict[str, np.ndarray]] = {}
-    start = time.perf_counter()
-    for i, r in enumerate(rows):
-        seconds = None if r["role"] == "training" else args.excerpt_seconds
-        outputs[r["path"]] = cached_outputs(embedder, r, cache, seconds)
-        if (i + 1) % 50 == 0:
-            log.info("embedded %d/%d files (%.0f s)", i + 1, len(rows), time.perf_counter() - start)
+    # Only what this split needs: the training files, the tune half (cohort, calibration
+    # negatives) and, for --split report, the report half.
+    rows = [
+        r
+        for r in read_rows(args.csv)
+        if Path(r["path"]).is_file() and r["split"] in ("train", "tune", args.split)
+    ]
+    embedders: list[Any] = [MusicnnEmbedder.load()]
+    if args.clap:
+        embedders.append(ClapWindows(args.clap))
+    outputs: dict[str, dict[str, np.ndarray]] = {r["path"]: {} for r in rows}
+    for embedder in embedders:
+        kind = "clap" if isinstance(embedder, ClapWindows) else "musicnn"
+        cache = args.cache / kind
+        cache.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        for i, r in enumerate(rows):
+            seconds = None if r["role"] == "training" else args.excerpt_seconds
+            outputs[r["path"]].update(cached_outputs(embedder, r, cache, seconds))
+            if (i + 1) % 50 == 0:
+                log.info(
+                    "embedded %d/%d files (%.0f s)", i + 1, len(rows), time.perf_counter() - start
+                )
     results = []
-    for feature in args.feature or ["pool", "mean_pool", "max_pool", "penultimate", "logits"]:
-        for method in args.method or ["cosine", "snorm", "asnorm"]:
+    default_features = ["pool", "mean_pool", "max_pool", "penultimate", "logits"]
+    if args.clap:
+        default_features.append("clap")
+    for feature in args.feature or default_features:
+        for method in args.method or ["topk", "cosine", "snorm", "asnorm"]:
             for top_n in (args.top_n or [50]) if method == "asnorm" else [0]:
                 results.append(
                     evaluate(

@@ -20,7 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from artist_eval import DEFAULT_CSV, is_cohort, load_excerpt, read_rows  # noqa: E402
+from artist_eval import (  # noqa: E402
+    DEFAULT_CSV,
+    cached_outputs,
+    features,
+    is_cohort,
+    read_rows,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--excerpt-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "fairchord-bench" / "musicnn"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -50,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     embedder = MusicnnEmbedder.load()
     tracks, roles, meta = [], [], []
+    args.cache.mkdir(parents=True, exist_ok=True)
     for row in track(rows, description="embedding the cohort"):
-        wave = load_excerpt(row["path"], args.excerpt_seconds)
-        tracks.append(embedder.embed_audio(wave))
+        outputs = cached_outputs(embedder, row, args.cache, args.excerpt_seconds)
+        tracks.append(features(outputs, embedder.feature))
         roles.append("cohort" if is_cohort(row) else "calibration")
         meta.append(
             {
@@ -60,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 "path": row["path"],
                 "artist": row["artist"],
                 "licence": row["licence"],
-                "excerpt_seconds": round(len(wave) / 16_000, 2),
+                "excerpt_seconds": round(len(tracks[-1]) * 3.0, 1),
             }
         )
     out = args.out or default_cohort_path()

@@ -154,7 +154,7 @@ def fit_artist_model(
     artists: Mapping[int, Sequence[int]],
     cohort: Sequence[np.ndarray],
     *,
-    method: str = "asnorm",
+    method: str = "snorm",
     top_n: int = 50,
     segment_patches: int = SEGMENT_PATCHES,
 ) -> ArtistModel:
