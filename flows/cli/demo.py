@@ -57,7 +57,11 @@ def demo_steps(*, train_config: str) -> list[Step]:
             f"Train the diffusion model ({train_config}) on the commercial snapshot",
             ("train", "--policy", "commercial", "--config", train_config),
         ),
-        Step("Calibrate the similarity gate on the snapshot", ("gate", "calibrate")),
+        Step(
+            "Build and calibrate the similarity gate: MSD-musicnn windows, fingerprints, "
+            "artist model against the shipped outside-music cohort",
+            ("gate", "calibrate"),
+        ),
         Step(
             "Generate with every safeguard on: an ordinary prompt, two variations, each gated",
             ("generate", BENIGN_PROMPT, "--n", "2", "--seed", "1", "--out", generated),
