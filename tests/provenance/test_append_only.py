@@ -1,11 +1,11 @@
-"""The database itself rejects UPDATE, DELETE and TRUNCATE on the ledger tables."""
+"""The database itself rejects UPDATE, DELETE, TRUNCATE and REPLACE/upserts on the ledger tables."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from sqlalchemy import Engine, delete, text, update
+from sqlalchemy import Engine, delete, inspect, text, update
 from sqlalchemy.exc import DBAPIError
 
 from provenance.audit_log import append_event
@@ -43,6 +43,7 @@ def _fill(engine: Engine) -> None:
                 purpose="training",
                 effective_at=NOW,
                 origin="cli",
+                dedupe_key="d" * 64,
             )
         )
         s.add(
@@ -105,3 +106,52 @@ def test_inserts_still_work(engine: Engine) -> None:
         append_event(s, "test.second", entity="test")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 2
+
+
+# A column each attack tries to rewrite, and the table's UNIQUE key besides ``id``.
+REWRITE = {
+    "consent_events": ("action", "'opt_in'", "dedupe_key"),
+    "audit_log": ("payload", "'{}'", "hash"),
+    "training_run_members": ("concluded_licence", "'CC0-1.0'", "training_run_id, recording_id"),
+    "gate_decisions": ("verdict", "'block'", None),
+}
+
+
+def _rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
+@pytest.mark.parametrize("attack", ["REPLACE", "ON_CONFLICT_DO_UPDATE"])
+@pytest.mark.parametrize("key", ["id", "unique"])
+def test_ledger_rejects_insert_over_a_row(
+    engine: Engine, table: str, attack: str, key: str
+) -> None:
+    """Re-inserting a row's key with new content (SQLite REPLACE, an upsert) is refused."""
+    _fill(engine)
+    column, value, unique_key = REWRITE[table]
+    if attack == "REPLACE" and engine.dialect.name != "sqlite":
+        pytest.skip("REPLACE is SQLite's; PostgreSQL has no such statement")
+    if key == "unique" and unique_key is None:
+        pytest.skip(f"{table} has no UNIQUE key besides its primary key")
+    columns = [c["name"] for c in inspect(engine).get_columns(table)]
+    if key == "unique":
+        columns.remove("id")  # a new id: the copy clashes on the other key only
+    target = ", ".join(columns)
+    source = ", ".join(value if c == column else c for c in columns)
+    conflict = "id" if key == "id" else unique_key
+    sql = {
+        "REPLACE": f"INSERT OR REPLACE INTO {table} ({target}) SELECT {source} FROM {table}",
+        # `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join clause.
+        "ON_CONFLICT_DO_UPDATE": (
+            f"INSERT INTO {table} ({target}) SELECT {source} FROM {table} WHERE true "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {column} = excluded.{column}"
+        ),
+    }[attack]
+    before = _rows(engine, table)
+    assert len(before) == 1
+    with pytest.raises(DBAPIError, match="append-only"):
+        with session_factory(engine).begin() as s:
+            s.execute(text(sql))
+    assert _rows(engine, table) == before
