@@ -22,6 +22,7 @@ from flows.cli.common import (
     print_json,
     session_scope,
 )
+from provenance.csv_safety import safe_row
 
 if TYPE_CHECKING:
     from provenance.audit.licence_report import LicenceReport
@@ -123,22 +124,24 @@ def licenses(
             for r in reports:
                 for m in r.members:
                     writer.writerow(
-                        {
-                            "checkpoint_id": r.checkpoint_id,
-                            "recording_id": m.recording_id,
-                            "sha256": m.sha256,
-                            "title": m.title or "",
-                            "artists": "; ".join(m.artists),
-                            "declared_licence": m.declared_licence or "",
-                            "concluded_at_snapshot": m.concluded_at_snapshot,
-                            "concluded_now": m.concluded_now or "",
-                            "consent_at_snapshot": m.consent_at_snapshot,
-                            "consent_now": m.consent_now,
-                            "policy": r.policy,
-                            "policy_version": r.policy_version_at_snapshot,
-                            "minutes": f"{m.minutes:.3f}",
-                            "taint_reasons": "; ".join(m.taint_reasons),
-                        }
+                        safe_row(
+                            {
+                                "checkpoint_id": r.checkpoint_id,
+                                "recording_id": m.recording_id,
+                                "sha256": m.sha256,
+                                "title": m.title or "",
+                                "artists": "; ".join(m.artists),
+                                "declared_licence": m.declared_licence or "",
+                                "concluded_at_snapshot": m.concluded_at_snapshot,
+                                "concluded_now": m.concluded_now or "",
+                                "consent_at_snapshot": m.consent_at_snapshot,
+                                "consent_now": m.consent_now,
+                                "policy": r.policy,
+                                "policy_version": r.policy_version_at_snapshot,
+                                "minutes": f"{m.minutes:.3f}",
+                                "taint_reasons": "; ".join(m.taint_reasons),
+                            }
+                        )
                     )
             text = buffer.getvalue()
         else:
@@ -177,7 +180,7 @@ def _write_gate_detectors_csv(reports: list[LicenceReport], out: Path | None) ->
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, restval="")
     writer.writeheader()
     for r in reports:
-        writer.writerows(csv_rows(r.checkpoint_id, r.gate_detectors))
+        writer.writerows(safe_row(row) for row in csv_rows(r.checkpoint_id, r.gate_detectors))
     path = gate_detectors_csv_path(out)
     path.write_text(buffer.getvalue(), encoding="utf-8")
     console.print(f"wrote {path}")
