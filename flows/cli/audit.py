@@ -21,6 +21,7 @@ from flows.cli.common import (
     fail,
     print_json,
     session_scope,
+    terminal_safe,
 )
 from provenance.csv_safety import safe_row
 
@@ -172,7 +173,7 @@ def _write_gate_detectors_csv(reports: list[LicenceReport], out: Path | None) ->
         for r in reports:
             err_console.print(
                 f"checkpoint {r.checkpoint_id}, what the gate itself learned from: "
-                f"{r.gate_summary} (--out also writes them as CSV)",
+                f"{terminal_safe(r.gate_summary)} (--out also writes them as CSV)",
                 highlight=False,
             )
         return
@@ -191,7 +192,7 @@ def _print_table(report: LicenceReport) -> None:
     table = Table(
         title=(
             f"checkpoint {report.checkpoint_id} · run {report.training_run_id} · policy "
-            f"{report.policy} v{report.policy_version_at_snapshot} · "
+            f"{terminal_safe(report.policy)} v{terminal_safe(report.policy_version_at_snapshot)} · "
             f"[{colour}]{report.verdict}[/{colour}]"
         )
     )
@@ -201,20 +202,23 @@ def _print_table(report: LicenceReport) -> None:
     for m in report.members:
         table.add_row(
             m.sha256[:12],
-            m.title or "",
-            ", ".join(m.artists) or "—",
-            m.concluded_at_snapshot,
-            m.consent_at_snapshot,
-            m.consent_now,
+            terminal_safe(m.title or ""),
+            terminal_safe(", ".join(m.artists) or "—"),
+            terminal_safe(m.concluded_at_snapshot),
+            terminal_safe(m.consent_at_snapshot),
+            terminal_safe(m.consent_now),
             f"{m.minutes:.1f}",
-            "; ".join(m.taint_reasons),
+            terminal_safe("; ".join(m.taint_reasons)),
         )
     console.print(table)
     console.print(
         "by licence: "
-        + ", ".join(f"{k} {v['minutes']:.1f} min" for k, v in report.totals_by_licence.items())
+        + ", ".join(
+            f"{terminal_safe(k)} {v['minutes']:.1f} min"
+            for k, v in report.totals_by_licence.items()
+        )
     )
-    console.print("obligations: " + (", ".join(report.obligations) or "none"))
+    console.print("obligations: " + terminal_safe(", ".join(report.obligations) or "none"))
     _print_gate_detectors(report)
 
 
@@ -225,7 +229,8 @@ def _print_gate_detectors(report: LicenceReport) -> None:
         console.print(f"{SECTION_TITLE}: {NOT_CALIBRATED}", highlight=False)
         return
     for d in report.gate_detectors:
-        table = Table(title=f"{SECTION_TITLE}: {d['name'] or d['kind']}", show_header=False)
+        name = terminal_safe(d["name"] or d["kind"])
+        table = Table(title=f"{SECTION_TITLE}: {name}", show_header=False)
         table.add_column("fact", style="bold")
         table.add_column("value", overflow="fold")
         cohort = d["cohort"] or {}
@@ -249,7 +254,7 @@ def _print_gate_detectors(report: LicenceReport) -> None:
             ("cohort licences", joined(cohort.get("licences"))),
             ("cohort packages", joined(cohort.get("packages"))),
         ):
-            table.add_row(fact, "" if value is None else str(value))
+            table.add_row(fact, "" if value is None else terminal_safe(value))
         console.print(table)
 
 
@@ -297,11 +302,12 @@ def taint(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
             ids = ", ".join(str(c["id"]) for c in item["checkpoints"]) or "none yet"
             console.print(
                 f"[red]tainted[/red]: training run {item['training_run_id']} "
-                f"(policy {item['policy']}), checkpoints {ids}"
+                f"(policy {terminal_safe(item['policy'])}), checkpoints {ids}"
             )
             for m in item["members"]:
                 console.print(
-                    f"  recording {m['recording_id']} {m['sha256'][:12]}: {'; '.join(m['reasons'])}"
+                    f"  recording {m['recording_id']} {m['sha256'][:12]}: "
+                    f"{terminal_safe('; '.join(m['reasons']))}"
                     f" (consent events {m['consent_event_ids']}, "
                     f"licence assertions {m['licence_assertion_ids']})"
                 )
@@ -377,7 +383,7 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         if report.ok:
             console.print("[green]everything matches its recorded digest[/green]")
     for problem in report.discrepancies:
-        err_console.print(f"[red]{problem}[/red]", highlight=False)
+        err_console.print(f"[red]{terminal_safe(problem)}[/red]", highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 

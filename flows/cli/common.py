@@ -1,8 +1,9 @@
-"""Helpers every CLI module shares: sessions, errors with exit codes, JSON output."""
+"""Helpers every CLI module shares: sessions, errors with exit codes, JSON output, safe text."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -26,9 +28,27 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_INITIALISED = 3
 
+# C0 controls except tab and newline, DEL, and C1 controls: ESC (0x1b) starts the
+# sequences that recolour, retitle or rewrite a terminal; 0x9b is its one-byte CSI.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(value: object) -> str:
+    """Stored text ready for a Rich table or message: shown literally, never interpreted.
+
+    Titles, names, licences and evidence come from manifests and registries, so
+    Rich markup in them is escaped and control characters are removed.
+    """
+    return escape(_CONTROL_CHARACTERS.sub("", str(value)))
+
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print a one-line reason on stderr and exit with ``code``."""
+    """Print a one-line reason on stderr and exit with ``code``.
+
+    ``message`` is Rich markup: pass stored text through :func:`terminal_safe` first.
+    Control characters are removed here in any case.
+    """
+    message = _CONTROL_CHARACTERS.sub("", message)
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

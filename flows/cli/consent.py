@@ -9,7 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json, session_scope
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    console,
+    fail,
+    print_json,
+    session_scope,
+    terminal_safe,
+)
 
 consent_app = typer.Typer(
     help="Consent: record opt-ins and opt-outs, import files, list the ledger, sync registries.",
@@ -69,7 +76,7 @@ def add(
         try:
             subject: ConsentSubject = resolve_subject(session, row)
         except ConsentImportError as exc:
-            fail(str(exc).removeprefix("line 1: "), EXIT_BAD_INPUT)
+            fail(terminal_safe(str(exc).removeprefix("line 1: ")), EXIT_BAD_INPUT)
         event = record_consent(
             session,
             subject=subject,
@@ -91,7 +98,10 @@ def add(
     if as_json:
         print_json(info)
     else:
-        console.print(f"recorded consent event {info['event_id']}: {label} {action} {purpose}")
+        console.print(
+            f"recorded consent event {info['event_id']}: "
+            f"{terminal_safe(label)} {terminal_safe(action)} {terminal_safe(purpose)}"
+        )
 
 
 @consent_app.command("import")
@@ -111,7 +121,7 @@ def import_file(
         with session_scope() as session:
             result = import_consent_file(session, file)
     except ConsentImportError as exc:
-        fail(f"{file}: {exc}", EXIT_BAD_INPUT)
+        fail(terminal_safe(f"{file}: {exc}"), EXIT_BAD_INPUT)
     if as_json:
         print_json(
             {
@@ -123,7 +133,7 @@ def import_file(
         )
     else:
         console.print(
-            f"{file}: {result.rows} rows, {result.recorded} recorded, "
+            f"{terminal_safe(file)}: {result.rows} rows, {result.recorded} recorded, "
             f"{result.already_recorded} already recorded"
         )
 
@@ -161,12 +171,12 @@ def list_events(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     for r in rows:
         table.add_row(
             str(r["id"]),
-            r["subject"],
+            terminal_safe(r["subject"]),
             r["action"],
             r["purpose"],
             r["effective_at"],
-            r["origin"],
-            r["evidence"] or "",
+            terminal_safe(r["origin"]),
+            terminal_safe(r["evidence"] or ""),
         )
     console.print(table)
 

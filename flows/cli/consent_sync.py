@@ -16,6 +16,7 @@ from flows.cli.common import (
     fail,
     migrated_engine,
     print_json,
+    terminal_safe,
 )
 
 try:
@@ -77,7 +78,7 @@ def sync(
                         "--origin https://example.org"
                     )
     except (ConsentListError, ValueError) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+        fail(terminal_safe(exc), EXIT_BAD_INPUT)
     migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
     from flows.consent_sync import consent_sync_flow
@@ -90,18 +91,19 @@ def sync(
             create_parties=create_parties,
         )
     except Exception as exc:
-        fail(f"consent sync failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        fail(terminal_safe(f"consent sync failed: {type(exc).__name__}: {exc}"), EXIT_FAILED)
     if json_output:
         print_json(reports)
         return
     for report in reports:
         console.print(
-            f"{report['path']} ({report['format']}): [bold]{report['recorded']}[/bold] "
+            f"{terminal_safe(report['path'])} ({report['format']}): "
+            f"[bold]{report['recorded']}[/bold] "
             f"opt-out(s) recorded, {report['already_recorded']} already recorded, "
             f"{len(report['unknown'])} unknown, {len(report['invalid'])} invalid",
             highlight=False,
         )
         for entry in report["unknown"]:
-            console.print(f"  [yellow]unknown[/yellow] {entry}", highlight=False)
+            console.print(f"  [yellow]unknown[/yellow] {terminal_safe(entry)}", highlight=False)
         for problem in report["invalid"]:
-            console.print(f"  [red]invalid[/red] {problem}", highlight=False)
+            console.print(f"  [red]invalid[/red] {terminal_safe(problem)}", highlight=False)

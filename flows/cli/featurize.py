@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, console, fail, migrated_engine, print_json
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    console,
+    fail,
+    migrated_engine,
+    print_json,
+    terminal_safe,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +97,6 @@ def register(app: typer.Typer) -> None:
         )
         console.print(f"shards and manifest in {summary['root']}", highlight=False)
         for failure in summary["failed"]:
-            console.print(f"[yellow]skipped[/yellow] {failure}", highlight=False)
+            console.print(f"[yellow]skipped[/yellow] {terminal_safe(failure)}", highlight=False)
         if summary["failed"]:
             fail(f"{len(summary['failed'])} recording(s) could not be featurized (see above)")

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json, session_scope
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    console,
+    fail,
+    print_json,
+    session_scope,
+    terminal_safe,
+)
 
 if TYPE_CHECKING:
     from provenance.policies import Policy
@@ -48,7 +55,7 @@ def show(
         return
     for key, value in info.items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        console.print(f"[bold]{key}[/bold]: {shown}", highlight=False)
+        console.print(f"[bold]{key}[/bold]: {terminal_safe(shown)}", highlight=False)
 
 
 @policy_app.command("check")
@@ -108,7 +115,8 @@ def check(
         return
     included = sum(r["eligible"] for r in rows)
     table = Table(
-        title=f"policy {policy.name} v{policy.version}: {included} of {len(rows)} eligible"
+        title=f"policy {terminal_safe(policy.name)} v{terminal_safe(policy.version)}: "
+        f"{included} of {len(rows)} eligible"
     )
     for column in ("id", "title", "artists", "licence", "consent", "decision", "reasons"):
         table.add_column(column)
@@ -116,12 +124,12 @@ def check(
         colour = "green" if r["eligible"] else "red"
         table.add_row(
             str(r["recording_id"]),
-            r["title"] or "",
-            ", ".join(r["artists"]) or "—",
-            r["licence"],
-            r["consent"],
+            terminal_safe(r["title"] or ""),
+            terminal_safe(", ".join(r["artists"]) or "—"),
+            terminal_safe(r["licence"]),
+            terminal_safe(r["consent"]),
             f"[{colour}]{r['decision']}[/{colour}]",
-            "; ".join(r["reasons"]),
+            terminal_safe("; ".join(r["reasons"])),
         )
     console.print(table)
 
