@@ -2,7 +2,7 @@
 in another key and at another tempo?
 
     .venv/bin/python benchmarks/reorchestration_eval.py [--manifest CSV] [--work-dir DIR]
-        [--embed-seconds 60] [--no-embedding] [--json]
+        [--tune-scores 1,2,3] [--embed-seconds 60] [--no-embedding] [--no-melody] [--json]
 
 The six music21 scores of the demo corpus (the manifest rows whose ``source`` starts with
 ``music21-corpus``) are the training members: each is rendered exactly as the corpus
@@ -21,6 +21,13 @@ Fingerprints (``generation.fingerprint``): the index holds the six originals (on
 per score); a variant is blocked when its windowed score (``match_windows``, as the gate
 scores) reaches ``MIN_THRESHOLD`` = 10, the demo's calibrated threshold. Negatives: each
 variant against an index of the other five originals, the false-match level.
+
+Melody (``generation.melody``): the same positives and negatives; the threshold is the
+highest negative of the tuning scores (``--tune-scores``, default 1-3, on which the
+detector's parameters were also chosen), and block rates are reported for the other
+scores, for the tuning scores and overall. The false-block check: 30 s middle excerpts
+of the installed Wesnoth and HyperRogue music (other pieces) against the six originals.
+Speed: 10 s queries against an index of about an hour of audio.
 
 For information, MSD-musicnn: cosine similarity of the mean-pooled, L2-normalised
 embedding of each variant (its first ``--embed-seconds``) to its own original and to the
@@ -306,6 +313,176 @@ def embedding_similarity(
     return out
 
 
+# --------------------------------------------------------------------------- melody
+
+
+def melody_scores(
+    originals: Sequence[np.ndarray], rendered: Sequence[Rendered]
+) -> list[dict[str, Any]]:
+    """Per variant: the melody match against all six originals and against the other five."""
+    from generation.melody import MelodyIndex
+
+    everyone = range(len(originals))
+    full = MelodyIndex.build({i: originals[i] for i in everyone}, {i: [i] for i in everyone})
+    without = [
+        MelodyIndex.build(
+            {j: originals[j] for j in everyone if j != i}, {j: [j] for j in everyone if j != i}
+        )
+        for i in everyone
+    ]
+    out = []
+    for item in rendered:
+        hit = full.match(item.wave)
+        miss = without[item.score].match(item.wave)
+        out.append(
+            {
+                "melody_score": round(hit.score, 4),
+                "melody_recording": hit.recording_id,
+                "melody_transpose": hit.transpose_semitones,
+                "melody_time_scale": hit.time_scale,
+                "melody_negative_score": round(miss.score, 4),
+                "melody_negative_recording": miss.recording_id,
+            }
+        )
+    return out
+
+
+def melody_rates(
+    rendered: Sequence[Rendered],
+    rows: Sequence[dict[str, Any]],
+    members: Sequence[int],
+    threshold: float,
+) -> dict[str, Any]:
+    """How many of ``members`` match their own original above ``threshold``."""
+    blocked = [
+        float(rows[i]["melody_score"]) > threshold
+        and rows[i]["melody_recording"] == rendered[i].score
+        for i in members
+    ]
+    return {
+        "n": len(members),
+        "blocked": int(sum(blocked)),
+        "block_rate": round(sum(blocked) / len(members), 3) if members else None,
+    }
+
+
+def summarise_melody(
+    rendered: Sequence[Rendered], rows: Sequence[dict[str, Any]], tune_scores: set[int]
+) -> dict[str, Any]:
+    """Block rates with the threshold set on the tuning scores' negatives (and on all)."""
+    tune = [i for i, r in enumerate(rendered) if r.score in tune_scores]
+    threshold_tune = max(float(rows[i]["melody_negative_score"]) for i in tune)
+    threshold_all = max(float(r["melody_negative_score"]) for r in rows)
+
+    halves = {
+        "tune": tune,
+        "report": [i for i, r in enumerate(rendered) if r.score not in tune_scores],
+        "overall": list(range(len(rendered))),
+    }
+    families = list(dict.fromkeys(r.variant.family for r in rendered))
+    table: dict[str, Any] = {}
+    for half, members in halves.items():
+        table[half] = {"all variants": melody_rates(rendered, rows, members, threshold_tune)}
+        for family in families:
+            table[half][family] = melody_rates(
+                rendered,
+                rows,
+                [i for i in members if rendered[i].variant.family == family],
+                threshold_tune,
+            )
+    positives = [float(r["melody_score"]) for r in rows]
+    negatives = [float(r["melody_negative_score"]) for r in rows]
+    return {
+        "tune_scores": sorted(s + 1 for s in tune_scores),
+        "threshold_from_tune_negatives": round(threshold_tune, 4),
+        "threshold_from_all_negatives": round(threshold_all, 4),
+        "rates": table,
+        "overall_with_threshold_from_all_negatives": melody_rates(
+            rendered, rows, halves["overall"], threshold_all
+        ),
+        "positive_score_range": [round(min(positives), 4), round(max(positives), 4)],
+        "negative_score_median": round(float(np.median(negatives)), 4),
+    }
+
+
+OUTSIDE_MUSIC = (
+    Path("/usr/share/games/wesnoth/1.16/data/core/music"),
+    Path("/usr/share/hyperrogue/music"),
+)
+
+
+def outside_excerpts(seconds: float) -> list[tuple[str, np.ndarray]]:
+    """``seconds`` from the middle of every installed Wesnoth and HyperRogue track."""
+    from flows.cli.gate import load_wave_16k
+
+    out = []
+    for folder in OUTSIDE_MUSIC:
+        for path in sorted(folder.glob("*.ogg")):
+            wave = load_wave_16k(str(path))
+            n = int(seconds * SR)
+            start = max(0, (wave.size - n) // 2)
+            out.append((str(path), wave[start : start + n]))
+    return out
+
+
+def melody_outside(
+    originals: Sequence[np.ndarray],
+    excerpts: Sequence[tuple[str, np.ndarray]],
+    threshold: float,
+    threshold_all: float,
+) -> dict[str, Any]:
+    """Outside music against the six originals: the false-block check."""
+    from generation.melody import MelodyIndex
+
+    everyone = range(len(originals))
+    index = MelodyIndex.build({i: originals[i] for i in everyone}, {i: [i] for i in everyone})
+    scored = sorted(((index.match(wave).score, path) for path, wave in excerpts), reverse=True)
+    scores = [score for score, _ in scored]
+    return {
+        "n": len(scored),
+        "above_threshold": sum(score > threshold for score in scores),
+        "above_threshold_from_all_negatives": sum(score > threshold_all for score in scores),
+        "max_score": round(scores[0], 4) if scores else None,
+        "median_score": round(float(np.median(scores)), 4) if scores else None,
+        "highest": [{"path": path, "score": round(score, 4)} for score, path in scored[:5]],
+    }
+
+
+def melody_speed(
+    waves: Sequence[np.ndarray], queries: Sequence[np.ndarray], *, index_seconds: float
+) -> dict[str, Any]:
+    """Build an index of about ``index_seconds`` of audio and time 10 s queries against it."""
+    from generation.melody import MelodyIndex
+
+    chosen: dict[int, np.ndarray] = {}
+    total = 0.0
+    while total < index_seconds:  # repeat the renders when they hold less than asked
+        for wave in waves:
+            if total >= index_seconds:
+                break
+            chosen[len(chosen)] = wave
+            total += wave.size / SR
+    started = time.perf_counter()
+    index = MelodyIndex.build(chosen, {})
+    build_s = time.perf_counter() - started
+    clips = [q[: 10 * SR] for q in queries if q.size >= 10 * SR]
+    index.match(clips[0])  # the first match computes the index's block transforms
+    times = []
+    for clip in clips:
+        started = time.perf_counter()
+        index.match(clip)
+        times.append(time.perf_counter() - started)
+    return {
+        "index_seconds": round(index.seconds, 1),
+        "index_bytes": len(index.to_bytes()),
+        "build_s": round(build_s, 2),
+        "queries": len(times),
+        "match_ms_median": round(1000 * float(np.median(times)), 1),
+        "match_ms_p90": round(1000 * float(np.percentile(times, 90)), 1),
+        "match_ms_max": round(1000 * max(times), 1),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -391,6 +568,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-embedding", action="store_true", help="skip the MSD-musicnn comparison"
     )
+    parser.add_argument(
+        "--tune-scores",
+        default="1,2,3",
+        help="1-based scores (manifest order) whose negatives set the melody threshold; "
+        "the others are the report half",
+    )
+    parser.add_argument(
+        "--outside-seconds",
+        type=float,
+        default=30.0,
+        help="length of the middle excerpt of each outside (Wesnoth, HyperRogue) track",
+    )
+    parser.add_argument(
+        "--speed-index-seconds",
+        type=float,
+        default=3600.0,
+        help="audio in the index the melody matching speed is measured against",
+    )
+    parser.add_argument("--no-melody", action="store_true", help="skip the melody detector")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser.parse_args(argv)
@@ -449,6 +645,51 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ],
         "seconds": {"render": round(render_s, 1), "fingerprint": round(fingerprint_s, 1)},
     }
+    if not args.no_melody:
+        try:
+            tune_scores = {int(x) - 1 for x in args.tune_scores.split(",") if x.strip()}
+        except ValueError:
+            fail(f"--tune-scores {args.tune_scores!r} is not a comma-separated list", 2)
+        if not tune_scores or not tune_scores < set(range(len(references))):
+            fail(
+                f"--tune-scores {args.tune_scores!r} must name some but not all of the "
+                f"scores 1..{len(references)}",
+                EXIT_BAD_INPUT,
+            )
+        started = time.perf_counter()
+        mel_rows = melody_scores(originals, rendered)
+        summary = summarise_melody(rendered, mel_rows, tune_scores)
+        for row, mel in zip(report["per_variant"], mel_rows, strict=True):
+            row.update(mel)
+        excerpts = outside_excerpts(args.outside_seconds)
+        summary["outside"] = melody_outside(
+            originals,
+            excerpts,
+            summary["threshold_from_tune_negatives"],
+            summary["threshold_from_all_negatives"],
+        )
+        # For information only (the threshold is then chosen on the evaluation set itself):
+        # the block rates if the threshold sat just above every outside excerpt.
+        above_outside = summary["outside"]["max_score"]
+        summary["if_threshold_above_outside"] = {
+            "threshold": above_outside,
+            **{
+                family: melody_rates(
+                    rendered,
+                    mel_rows,
+                    [i for i, r in enumerate(rendered) if r.variant.family == family],
+                    above_outside,
+                )
+                for family in dict.fromkeys(r.variant.family for r in rendered)
+            },
+        }
+        report["seconds"]["melody"] = round(time.perf_counter() - started, 1)
+        summary["speed"] = melody_speed(
+            [*originals, *(r.wave for r in rendered)],
+            [w for _, w in excerpts],
+            index_seconds=args.speed_index_seconds,
+        )
+        report["melody"] = summary
     if not args.no_embedding:
         started = time.perf_counter()
         vecs = mean_embeddings([*originals, *(r.wave for r in rendered)], args.embed_seconds)
@@ -473,6 +714,42 @@ def print_text(report: dict[str, Any]) -> None:
             f"scores {row['scores']}  without own original {row['negative_scores']}"
         )
     print(f"  highest score against an index without the own original: {fp['max_negative_score']}")
+    if "melody" in report:
+        mel = report["melody"]
+        print(
+            f"melody: blocked when the score against the own original exceeds "
+            f"{mel['threshold_from_tune_negatives']:.3f}, the highest negative of scores "
+            f"{mel['tune_scores']} (highest of all negatives: "
+            f"{mel['threshold_from_all_negatives']:.3f})"
+        )
+        for half, families in mel["rates"].items():
+            for family, row in families.items():
+                print(
+                    f"  {half:8s} {family:16s} {row['blocked']:3d}/{row['n']:<3d} "
+                    f"({row['block_rate']:.0%})"
+                )
+        every = mel["overall_with_threshold_from_all_negatives"]
+        print(
+            f"  overall with the threshold from all negatives: "
+            f"{every['blocked']}/{every['n']} ({every['block_rate']:.0%})"
+        )
+        out = mel["outside"]
+        print(
+            f"  outside music: {out['above_threshold']}/{out['n']} above the threshold; "
+            f"max {out['max_score']}, median {out['median_score']}"
+        )
+        print(f"  if the threshold sat above every outside excerpt ({out['max_score']}):")
+        for family, row in mel["if_threshold_above_outside"].items():
+            if family != "threshold":
+                print(
+                    f"    {family:16s} {row['blocked']:3d}/{row['n']:<3d} ({row['block_rate']:.0%})"
+                )
+        speed = mel["speed"]
+        print(
+            f"  speed: 10 s query against {speed['index_seconds']:.0f} s of audio: median "
+            f"{speed['match_ms_median']} ms, p90 {speed['match_ms_p90']} ms "
+            f"(build {speed['build_s']} s, {speed['index_bytes']} bytes)"
+        )
     if "embedding" in report:
         print(
             f"MSD-musicnn (first {report['embedding']['embed_seconds']:g} s, mean-pooled, cosine)"
