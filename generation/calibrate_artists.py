@@ -11,10 +11,11 @@ cohort, and set the threshold on outside music the normalisation never saw.
   segments to ``rate / S`` per segment.
 - Back-end: S-norm over the mean- and max-pooled mid-end features (``feature="pool"``).
   On the tune half of ``benchmarks/data/gate_music.csv`` (11 unseen same-artist tracks,
-  97 outside calibration tracks) it reached ROC AUC 0.742 against 0.656 for raw cosine
-  and 0.742–0.747 for AS-norm with 20–100 cohort scores; LDA trained on the cohort's
-  artists did not do better (0.73–0.77 at 40 dimensions). The differences among the
-  normalised variants are within the noise of 11 positives, so the simplest is kept.
+  98 outside calibration tracks) it reached ROC AUC 0.739, against 0.653 for raw cosine,
+  0.628 for the previous gate's top-k score and 0.742-0.747 for AS-norm with 20-100
+  cohort scores; LDA trained on the cohort's artists did not do better (0.73-0.77 at 40
+  dimensions). The normalised variants differ by less than the noise of 11 positives,
+  so the simplest is kept.
 - Recall inside the snapshot (a report, not a tuning input): each recording is scored
   against a model enrolled without it; a recording whose artist has other recordings
   counts as an unseen track by a training artist.
