@@ -25,6 +25,7 @@ from artist_eval import (  # noqa: E402
     cached_outputs,
     features,
     is_cohort,
+    load_excerpt,
     read_rows,
 )
 
@@ -58,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     embedder = MusicnnEmbedder.load()
-    tracks, roles, meta = [], [], []
+    tracks, roles, meta, levels = [], [], [], []
     args.cache.mkdir(parents=True, exist_ok=True)
     for row in track(rows, description="embedding the cohort"):
         outputs = cached_outputs(embedder, row, args.cache, args.excerpt_seconds)
         tracks.append(features(outputs, embedder.feature))
+        levels.append(embedder.window_levels_db(load_excerpt(row["path"], args.excerpt_seconds)))
         roles.append("cohort" if is_cohort(row) else "calibration")
         meta.append(
             {
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     out = args.out or default_cohort_path()
-    sha = write_cohort(out, embedder_sha256=embedder.sha256, tracks=tracks, roles=roles, meta=meta)
+    sha = write_cohort(
+        out, embedder_sha256=embedder.sha256, tracks=tracks, roles=roles, meta=meta, levels=levels
+    )
     print(
         f"{out}: {roles.count('cohort')} cohort + {roles.count('calibration')} calibration "
         f"tracks by {len({m['artist'] for m in meta})} artists, sha256 {sha}"

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from generation.calibrate_artists import calibrate_artist_model
 from generation.cohort import Cohort
 from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex
-from generation.gate import AudioEmbedder
+from generation.gate import AudioEmbedder, audible
 from generation.index import (
     GateIndex,
     GateUnavailable,
@@ -101,10 +101,17 @@ def _artist_score(sims: np.ndarray, top_k: int) -> float:
 
 
 def _embed(embedder: AudioEmbedder, wave: np.ndarray) -> np.ndarray:
+    """Unit windows of the clip's sounding parts, as the gate scores them (may be empty)."""
     windows = np.asarray(embedder.embed_audio(wave), dtype=np.float32)
     if windows.ndim != 2 or not np.all(np.isfinite(windows)):
         raise GateUnavailable(f"embedder returned unusable windows (shape {windows.shape})")
+    windows = windows[audible(embedder, wave, windows.shape[0])]
     return windows / np.linalg.norm(windows, axis=1, keepdims=True)
+
+
+def _best(sims: np.ndarray) -> float:
+    """The highest similarity, or -1 when the clip had no sounding window."""
+    return float(sims.max()) if sims.size else -1.0
 
 
 def calibrate_thresholds(
@@ -163,6 +170,8 @@ def calibrate_thresholds(
         used += 1
         own = rec_artists[rec]
         sims = _embed(embedder, wave) @ vectors.T  # [w, n]
+        if sims.shape[0] == 0:  # silence throughout: it resembles nothing
+            sims = np.full((1, vectors.shape[0]), -1.0, dtype=np.float32)
         others = np.array([not (own & set(ids)) for ids in artists_of_row])
         other_scores: list[float] = []
         other_windows: list[np.ndarray] = []
@@ -186,7 +195,7 @@ def calibrate_thresholds(
             fp_neg.append(fingerprints.match_windows(wave, exclude_recordings=same_artist).score)
         for name, transform in transforms.items():
             copy = transform(wave)
-            score = float((_embed(embedder, copy) @ vectors.T).max())
+            score = _best(_embed(embedder, copy) @ vectors.T)
             fp_score = float(fingerprints.match_windows(copy).score)
             track_pos.append(score)
             fp_pos.append(fp_score)
@@ -298,6 +307,12 @@ def calibrate_run(
             for rec in sorted(recordings)
         }
         build_gate_index(session, checkpoint_or_run, embedder.sha256, windows_by_rec, artists)
+        # The artist model enrols sounding windows only, as the gate scores them.
+        windows_by_rec = {
+            rec: w[audible(embedder, recordings[rec], w.shape[0])]
+            for rec, w in windows_by_rec.items()
+        }
+        windows_by_rec = {rec: w for rec, w in windows_by_rec.items() if w.shape[0]}
     index = load_index(session, checkpoint_or_run, embedder_sha256=embedder.sha256)
     rec_artists: dict[int, set[int]] = {}
     for rec, ids in zip(index.recording_ids, index.artist_ids, strict=True):

@@ -42,11 +42,21 @@ class Cohort:
     roles: list[str]
     meta: list[dict[str, Any]]
     sha256: str
+    levels: list[np.ndarray] | None = None  # per-window RMS dBFS, when the file has them
 
-    def part(self, role: str) -> list[np.ndarray]:
+    def part(self, role: str, *, quiet_dbfs: float = -45.0) -> list[np.ndarray]:
+        """The role's tracks, each reduced to its sounding windows (as the gate scores)."""
         if role not in ROLES:
             raise ValueError(f"role {role!r} is unknown; allowed: {list(ROLES)}")
-        return [t for t, r in zip(self.tracks, self.roles, strict=True) if r == role]
+        levels = self.levels or [np.zeros(len(t)) for t in self.tracks]
+        out = []
+        for track, level, r in zip(self.tracks, levels, self.roles, strict=True):
+            if r != role:
+                continue
+            sounding = track[np.asarray(level) >= quiet_dbfs]
+            if len(sounding):
+                out.append(sounding)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """What an auditor needs: size, sources and licences of the cohort's music."""
@@ -68,16 +78,24 @@ def write_cohort(
     tracks: Sequence[np.ndarray],
     roles: Sequence[str],
     meta: Sequence[dict[str, Any]],
+    levels: Sequence[np.ndarray] | None = None,
 ) -> str:
-    """Write a cohort file (windows as float16); returns its sha256."""
+    """Write a cohort file (windows as float16, with each window's RMS level in dBFS when
+    given); returns its sha256."""
     if not (len(tracks) == len(roles) == len(meta)) or not tracks:
         raise ValueError("tracks, roles and meta must be non-empty and of one length")
     if set(roles) - set(ROLES):
         raise ValueError(f"roles must be among {list(ROLES)}")
     offsets = np.cumsum([0, *(len(t) for t in tracks)]).astype(np.int64)
+    extra: dict[str, np.ndarray] = {}
+    if levels is not None:
+        if [len(x) for x in levels] != [len(t) for t in tracks]:
+            raise ValueError("levels must have one value per window")
+        extra["levels"] = np.concatenate(levels).astype(np.float32)
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
+        **extra,
         embedder_sha256=np.array(embedder_sha256),
         windows=np.concatenate(tracks).astype(np.float16),
         offsets=offsets,
@@ -102,6 +120,7 @@ def load_cohort(path: Path | None = None, *, embedder_sha256: str) -> Cohort:
             offsets = z["offsets"]
             roles = [str(r) for r in z["roles"]]
             meta = json.loads(str(z["meta"]))
+            all_levels = z["levels"] if "levels" in z.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise GateUnavailable(f"the cohort at {path} cannot be read: {exc}") from exc
     if stored_sha != embedder_sha256:
@@ -110,6 +129,11 @@ def load_cohort(path: Path | None = None, *, embedder_sha256: str) -> Cohort:
             f"{embedder_sha256[:12]}"
         )
     tracks = [windows[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    levels = (
+        [all_levels[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        if all_levels is not None
+        else None
+    )
     if not np.all(np.isfinite(windows)) or len(tracks) != len(roles) != len(meta):
         raise GateUnavailable(f"the cohort at {path} is malformed")
     return Cohort(
@@ -118,4 +142,5 @@ def load_cohort(path: Path | None = None, *, embedder_sha256: str) -> Cohort:
         roles=roles,
         meta=meta,
         sha256=hashlib.sha256(data).hexdigest(),
+        levels=levels,
     )

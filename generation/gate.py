@@ -37,6 +37,11 @@ from provenance.models import GateDecision
 
 log = logging.getLogger(__name__)
 
+# Windows quieter than this (RMS, dBFS) are left out of the embedding scores: digital
+# silence embeds the same whatever track it sits in, so silent windows "match" every
+# training track's silences. The fingerprints still see the whole clip.
+QUIET_DBFS = -45.0
+
 __all__ = [
     "AudioEmbedder",
     "GateResult",
@@ -52,6 +57,17 @@ class AudioEmbedder(Protocol):
     sha256: str
 
     def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray: ...
+
+
+def audible(embedder: Any, wave: np.ndarray, n_windows: int) -> np.ndarray:
+    """Which of the embedder's windows carry sound (all, for embedders that cannot say)."""
+    levels_of = getattr(embedder, "window_levels_db", None)
+    if levels_of is None:
+        return np.ones(n_windows, dtype=bool)
+    levels = np.asarray(levels_of(wave), dtype=np.float64)
+    if levels.shape != (n_windows,):
+        raise GateUnavailable(f"embedder gave {levels.shape} window levels for {n_windows} windows")
+    return levels >= QUIET_DBFS
 
 
 @dataclass
@@ -265,15 +281,27 @@ class SimilarityGate:
         if not np.all(np.isfinite(wave)):
             raise GateUnavailable("audio contains NaN or infinite samples")
         raw = self.embed_raw(wave)
+        sounding = audible(self.embedder, wave, raw.shape[0])
+        raw = raw[sounding]
         windows = np.ascontiguousarray(raw / np.linalg.norm(raw, axis=1, keepdims=True))
-        scored = self.score_windows(windows)
-        track_t = self.threshold_for("track", windows.shape[0])
-        artist_t = self.threshold_for("artist", windows.shape[0])
         artist_method = "top_k"
         segments = 0
-        if self.index.artist_model is not None:
-            scored["artists"], artist_t, segments = self.model_artist_scores(raw)
-            artist_method = self.index.artist_model.method
+        if windows.shape[0] == 0:
+            # Silence throughout: nothing for the embedding detectors to compare.
+            scored: dict[str, Any] = {
+                "track": 0.0,
+                "nearest": {"recording_id": None, "segment_index": None, "similarity": 0.0},
+                "artists": [],
+            }
+            track_t = self.threshold_for("track", 1)
+            artist_t = self.threshold_for("artist", 1)
+        else:
+            scored = self.score_windows(windows)
+            track_t = self.threshold_for("track", windows.shape[0])
+            artist_t = self.threshold_for("artist", windows.shape[0])
+            if self.index.artist_model is not None:
+                scored["artists"], artist_t, segments = self.model_artist_scores(raw)
+                artist_method = self.index.artist_model.method
         reasons: list[str] = []
         detector_scores: dict[str, float] = {"track": scored["track"]}
         if scored["track"] >= track_t:
@@ -323,6 +351,7 @@ class SimilarityGate:
                     "track": track_t,
                     "artist": artist_t,
                     "windows": len(windows),
+                    "quiet_windows": int((~sounding).sum()),
                     "artist_segments": segments,
                 },
             },

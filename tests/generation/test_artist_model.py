@@ -198,3 +198,53 @@ def test_gate_fails_closed_without_a_sound_artist_model(session: Session) -> Non
     )
     with pytest.raises(GateUnavailable, match="malformed"):
         SimilarityGate(load_index(session, run, embedder_sha256=embedder.sha256), embedder)
+
+
+def test_silent_windows_do_not_count_as_a_replay(session: Session) -> None:
+    """Digital silence embeds alike in every track: a silent clip must not "match" the
+    silences of a training recording (it did, and blocked innocent music)."""
+    from generation.gate import QUIET_DBFS, SimilarityGate
+    from tests.generation.test_gate import (
+        HOP_S,
+        SR,
+        WINDOW_S,
+        StandInEmbedder,
+        build_demo_index,
+        make_run,
+        tone_clip,
+    )
+
+    class SilenceAlike(StandInEmbedder):
+        """Like MSD-musicnn, gives every near-silent window the same embedding."""
+
+        def _window(self, wave: np.ndarray) -> np.ndarray:
+            if np.sqrt(np.mean(wave**2)) < 1e-3:
+                return self.projection[0] / np.linalg.norm(self.projection[0])
+            return super()._window(wave)
+
+    class LevelledStandIn(SilenceAlike):
+        def window_levels_db(self, wave: np.ndarray) -> np.ndarray:
+            size, hop = int(WINDOW_S * SR), int(HOP_S * SR)
+            wave = np.pad(wave, (0, max(0, size - wave.size)))
+            starts = range(0, wave.size - size + 1, hop)
+            rms = [np.sqrt(np.mean(wave[s : s + size] ** 2)) for s in starts]
+            return 20 * np.log10(np.maximum(rms, 1e-12))
+
+    def hiss(seconds: float, seed: int) -> np.ndarray:  # dithered silence, about -80 dBFS
+        return 1e-4 * np.random.default_rng(seed).standard_normal(int(seconds * SR))
+
+    silence_then_tone = np.concatenate([hiss(20, 1), tone_clip([330.0], seconds=20)])
+    training = {1: silence_then_tone.astype(np.float32), 2: tone_clip([500.0], seconds=40)}
+    run = make_run(session)
+    silent = hiss(10, 2).astype(np.float32)
+    plain = SilenceAlike()
+    index = build_demo_index(session, plain, run, training=training, track_threshold=0.95)
+    assert SimilarityGate(index, plain).check(silent).track_similarity > 0.95  # the old flaw
+    levelled = LevelledStandIn()
+    result = SimilarityGate(index, levelled).check(silent)
+    assert result.track_similarity == 0.0 and result.verdict == "allow", result.reasons
+    assert result.thresholds["effective"]["quiet_windows"] == 1
+    assert QUIET_DBFS < -30
+    # Sound is still compared: the tone part of recording 1 is found.
+    loud = SimilarityGate(index, levelled).check(tone_clip([330.0], seconds=10))
+    assert loud.nearest["recording_id"] == 1 and loud.verdict == "block"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.musicnn.frontend import PATCH_FRAMES, log_mel, patches
+from training.musicnn.frontend import HOP, PATCH_FRAMES, log_mel, patches
 from training.musicnn.model import Musicnn
 from training.musicnn.tf_bundle import read_bundle
 
@@ -176,6 +176,21 @@ class MusicnnEmbedder:
         if self.feature == "pool":
             return np.concatenate([out["mean_pool"], out["max_pool"]], axis=1)
         return out[self.feature]
+
+    def window_levels_db(self, wave_16k: np.ndarray) -> np.ndarray:
+        """RMS level (dBFS) of the audio under each window ``embed_audio`` returns: a window
+        of digital silence or near-silence says nothing about what the music is."""
+        wave = np.asarray(wave_16k, dtype=np.float64)
+        step = PATCH_FRAMES * HOP
+        count = max(1, (len(wave) // HOP + 1 - PATCH_FRAMES) // PATCH_FRAMES + 1)
+        if len(wave) // HOP + 1 < PATCH_FRAMES:
+            count = 1  # repeat-padded to one patch
+        levels = []
+        for i in range(count):
+            part = wave[i * step : (i + 1) * step] if count > 1 else wave
+            rms = float(np.sqrt(np.mean(part**2))) if part.size else 0.0
+            levels.append(20.0 * np.log10(max(rms, 1e-12)))
+        return np.array(levels)
 
     def embed_clips(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [self.embed_audio(w) for w in waves]
