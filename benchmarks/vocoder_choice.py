@@ -24,7 +24,7 @@ import torch
 from generation.vocoder import GriffinLimVocoder, _stft_window
 from training.mel import DEFAULT_MEL_CONFIG, log_mel
 
-DEMO_MANIFEST = Path("/work/shared/corpus/demo_manifest.csv")
+DEMO_MANIFEST = Path(__file__).resolve().parent.parent / "provenance" / "data" / "demo_manifest.csv"
 SR = DEFAULT_MEL_CONFIG.sample_rate
 
 
