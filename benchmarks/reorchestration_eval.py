@@ -55,7 +55,9 @@ import numpy as np
 log = logging.getLogger("reorchestration_eval")
 SR = 16_000
 SCORE_SOURCE_PREFIX = "music21-corpus"
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "provenance" / "data" / "demo_manifest.csv"
+DEFAULT_MANIFEST = (
+    Path(__file__).resolve().parent.parent / "provenance" / "data" / "demo_manifest.csv"
+)
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_TOOL = 3
 
