@@ -288,26 +288,15 @@ def _load_artist_model(directory: Path, thresholds: dict[str, Any]) -> ArtistMod
 
 
 def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> FingerprintIndex | None:
-    entry = thresholds.get("fingerprint")
-    if entry is None:
+    data = _verified_bytes(
+        directory, FINGERPRINTS_FILE, thresholds.get("fingerprint"), "the fingerprints"
+    )
+    if data is None:
         return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise GateUnavailable(f"fingerprint thresholds are malformed: {entry!r}")
-    path = directory / FINGERPRINTS_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise GateUnavailable(f"fingerprints at {path} are unreadable: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry["sha256"]:
-        raise GateUnavailable(
-            f"fingerprints at {path} are corrupt: sha256 {actual[:12]}, calibration recorded "
-            f"{entry['sha256'][:12]}"
-        )
     try:
         return FingerprintIndex.from_bytes(data)
     except Exception as exc:
-        raise GateUnavailable(f"fingerprints at {path} cannot be read: {exc}") from exc
+        raise GateUnavailable(f"the fingerprints in {directory} cannot be read: {exc}") from exc
 
 
 def resolve_run(session: Session, checkpoint_or_run: Checkpoint | TrainingRun | int) -> TrainingRun:
