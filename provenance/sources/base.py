@@ -9,12 +9,15 @@ readable ``uri``; ingestion quarantines them without touching any bytes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from provenance.models.rights import CONSENT_PURPOSES
+from provenance.sources.text import clean_text, has_surrogates, printable_name
+
+__all__ = ["clean_text", "has_surrogates", "printable_name"]  # re-exported for older imports
 
 # Field names a manifest, sidecar or dataset row may use for each fact (first match wins).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -60,6 +63,7 @@ class SourceItem:
     fact_sources: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None  # quarantine reason code decided by the adapter
     problem_detail: str | None = None
+    flags: tuple[str, ...] = ()  # kept, but something about its facts was off (see FLAGS)
 
     def with_facts(self, **facts: Any) -> SourceItem:
         return replace(self, **facts)
@@ -85,31 +89,6 @@ def split_artists(value: Any) -> tuple[str, ...]:
         return ()
     parts = value if isinstance(value, list | tuple) else str(value).split(";")
     return tuple(p for p in (clean_text(str(x)) for x in parts) if p)
-
-
-def clean_text(value: Any) -> str | None:
-    """A stripped string, or None when blank; undecodable bytes become ``\\xNN`` escapes."""
-    if value is None:
-        return None
-    text = str(value)
-    if has_surrogates(text):
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    text = text.strip()
-    return text or None
-
-
-def has_surrogates(text: str) -> bool:
-    """True for a str decoded with surrogateescape from bytes that are not UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def printable_name(text: str) -> str:
-    """A non-UTF-8 file name as text the database accepts (``\\xNN`` for the bad bytes)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def pick(row: Mapping[str, Any], fact: str) -> Any:
@@ -150,33 +129,50 @@ def resolve_local_path(root: Path, raw: str) -> tuple[Path | None, str | None, s
 
     Returns ``(real_path, None, None)`` or ``(None, reason_code, detail)`` with
     reason ``non_utf8_name``, ``path_escape`` (the path itself leaves the root),
-    ``symlink_escape`` (a symlink on the way leads out), or ``missing_file``.
+    ``symlink_escape`` (a symlink on the way leads out), ``missing_file``, or
+    ``unreadable`` (a name too long for the file system, a symlink loop).
     """
     if has_surrogates(raw):
-        return None, "non_utf8_name", f"path {printable_name(raw)!r} is not valid UTF-8"
+        return None, "non_utf8_name", f"path {_shown(printable_name(raw))} is not valid UTF-8"
     if "\x00" in raw:
-        return None, "path_escape", f"path {raw!r} contains a NUL byte"
+        return None, "path_escape", f"path {_shown(raw)} contains a NUL byte"
     given = Path(raw).expanduser() if raw.startswith("~") else Path(raw)
     lexical = Path(os.path.normpath(given if given.is_absolute() else root / given))
     if not is_within(lexical, root):
-        return None, "path_escape", f"path {raw!r} resolves to {lexical}, outside the root {root}"
-    real = lexical.resolve()
-    if not is_within(real, root):
-        return (
-            None,
-            "symlink_escape",
-            f"path {raw!r} follows a symlink to {real}, outside the root {root}",
-        )
-    if not real.exists():
-        what = "a dangling symlink" if os.path.lexists(lexical) else "no such file"
-        return None, "missing_file", f"path {raw!r}: {what}"
+        return None, "path_escape", f"path {_shown(raw)} resolves outside the root {root}"
+    try:
+        real = lexical.resolve()
+        if not is_within(real, root):
+            return (
+                None,
+                "symlink_escape",
+                f"path {_shown(raw)} follows a symlink to {_shown(str(real))}, outside the "
+                f"root {root}",
+            )
+        if not real.exists():
+            what = "a dangling symlink" if os.path.lexists(lexical) else "no such file"
+            return None, "missing_file", f"path {_shown(raw)}: {what}"
+    except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ELOOP (RuntimeError before 3.13)
+        return None, "unreadable", f"path {_shown(raw)}: {type(exc).__name__}: {exc}"[:1000]
     return real, None, None
 
 
+def _shown(text: str, limit: int = 300) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def open_source(
-    source_uri: str, *, manifest: str | None = None, root: str | None = None
+    source_uri: str,
+    *,
+    manifest: str | None = None,
+    root: str | None = None,
+    allowed_schemes: Iterable[str] = (),
 ) -> SourceAdapter:
     """The adapter for ``source_uri``.
+
+    ``allowed_schemes`` lists the URL schemes a manifest's rows may name besides paths
+    inside the root (``("s3", "https")``); none by default.
 
     - ``manifest`` given: that CSV/JSONL manifest, its paths relative to ``source_uri``.
     - ``source_uri`` is a ``.csv``/``.jsonl`` file: a manifest, paths relative to its
@@ -190,11 +186,12 @@ def open_source(
     from provenance.sources.hf_dataset import HFDatasetSource, is_saved_dataset
     from provenance.sources.manifest import ManifestSource
 
+    schemes = tuple(allowed_schemes)
     if manifest is not None:
-        return ManifestSource(manifest, root=root or source_uri)
+        return ManifestSource(manifest, root=root or source_uri, allowed_schemes=schemes)
     lowered = source_uri.lower()
     if lowered.endswith((".csv", ".jsonl", ".ndjson")):
-        return ManifestSource(source_uri, root=root)
+        return ManifestSource(source_uri, root=root, allowed_schemes=schemes)
     if "://" not in source_uri or source_uri.startswith("file://"):
         local = Path(source_uri.removeprefix("file://")).expanduser()
         if not local.exists():
@@ -204,7 +201,12 @@ def open_source(
                 return HFDatasetSource(str(local))
             for name in METADATA_FILES:
                 if (local / name).is_file():
-                    return ManifestSource(str(local / name), root=str(local), kind="audiofolder")
+                    return ManifestSource(
+                        str(local / name),
+                        root=str(local),
+                        kind="audiofolder",
+                        allowed_schemes=schemes,
+                    )
         elif local.is_file():
             raise SourceError(
                 f"source {source_uri!r} is a file; give a folder, a dataset folder, or a "

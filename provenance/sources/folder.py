@@ -3,7 +3,10 @@
 A sidecar next to ``song.ogg`` is ``song.ogg.json`` or ``song.json``; it holds
 the same fields as a manifest row (title, artists, licence, consent,
 source_url). Hidden files, sidecars and ``metadata.csv/jsonl`` are not items.
-Locally, symlinks that lead out of the folder are reported, not followed.
+Locally, symlinks that lead out of the folder are reported, not followed. A
+sidecar that cannot be used (not JSON, not an object, over
+:data:`MAX_SIDECAR_BYTES`, a symlink out of the folder) is ignored and the
+item is flagged ``unreadable_sidecar``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,13 @@ from provenance.sources.base import (
     is_within,
     printable_name,
 )
+from provenance.sources.text import locator_text
 
 logger = logging.getLogger(__name__)
+
+# A sidecar holds a few facts; anything bigger is not read.
+MAX_SIDECAR_BYTES = 1024**2
+SIDECAR_FLAG = "unreadable_sidecar"
 
 
 class FolderSource:
@@ -79,7 +87,15 @@ class FolderSource:
                     continue
                 entries.append((self._rel(here / name), here / name))
         for rel, path in sorted(entries, key=lambda e: e[0]):
-            yield self._local_item(rel, path)
+            try:
+                yield self._local_item(rel, path)
+            except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+                yield SourceItem(
+                    locator=locator_text(rel),
+                    uri=None,
+                    problem="unreadable",
+                    problem_detail=f"{type(exc).__name__}: {exc}"[:1000],
+                )
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -87,11 +103,12 @@ class FolderSource:
     def _local_item(self, rel: str, path: Path) -> SourceItem:
         if has_surrogates(rel):
             return SourceItem(
-                locator=printable_name(rel),
+                locator=locator_text(rel),
                 uri=None,
                 problem="non_utf8_name",
-                problem_detail=f"file name {printable_name(rel)!r} is not valid UTF-8",
+                problem_detail=f"file name {printable_name(rel)!r} is not valid UTF-8"[:1000],
             )
+        rel = locator_text(rel)
         if path.is_symlink():
             real = path.resolve()
             if not is_within(real, self.root):
@@ -99,7 +116,8 @@ class FolderSource:
                     locator=rel,
                     uri=None,
                     problem="symlink_escape",
-                    problem_detail=f"{rel} is a symlink to {real}, outside the folder",
+                    problem_detail=f"{rel} is a symlink to {locator_text(str(real))}, outside "
+                    "the folder",
                 )
             if not real.exists():
                 return SourceItem(
@@ -122,16 +140,21 @@ class FolderSource:
 
     def _sidecar_facts(self, path: Path) -> dict[str, Any]:
         for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-            if candidate != path and candidate.is_file():
-                try:
-                    row = json.loads(candidate.read_text(encoding="utf-8"))
-                except (ValueError, OSError) as exc:
-                    logger.warning("ignoring unreadable sidecar %s: %s", candidate, exc)
-                    return {}
-                if not isinstance(row, dict):
-                    logger.warning("ignoring sidecar %s: not a JSON object", candidate)
-                    return {}
-                return facts_from_row(row, "sidecar")
+            if candidate == path or not candidate.is_file():
+                continue
+            try:
+                if not is_within(candidate.resolve(), self.root):
+                    raise ValueError("the sidecar is a symlink out of the folder")
+                if candidate.stat().st_size > MAX_SIDECAR_BYTES:
+                    raise ValueError(f"the sidecar is over {MAX_SIDECAR_BYTES} bytes")
+                row = json.loads(candidate.read_text(encoding="utf-8"))
+            except (ValueError, OSError, RuntimeError, RecursionError) as exc:
+                logger.warning("ignoring unreadable sidecar %s: %s", candidate, type(exc).__name__)
+                return {"flags": (SIDECAR_FLAG,)}
+            if not isinstance(row, dict):
+                logger.warning("ignoring sidecar %s: not a JSON object", candidate)
+                return {"flags": (SIDECAR_FLAG,)}
+            return facts_from_row(row, "sidecar")
         return {}
 
     # ------------------------------------------------------------------ fsspec
@@ -152,13 +175,17 @@ class FolderSource:
                 if side != p and side.rpartition("/")[2] in names_by_dir[d]:
                     try:
                         with self.fs.open(side, "rb") as f:
-                            row = json.loads(f.read().decode("utf-8"))
-                        if isinstance(row, dict):
-                            facts = facts_from_row(row, "sidecar")
-                    except (ValueError, OSError) as exc:
+                            row = json.loads(f.read(MAX_SIDECAR_BYTES + 1).decode("utf-8"))
+                        if not isinstance(row, dict):
+                            raise ValueError("not a JSON object")
+                        facts = facts_from_row(row, "sidecar")
+                    except (ValueError, OSError, RecursionError) as exc:
                         logger.warning("ignoring unreadable sidecar %s: %s", side, exc)
+                        facts = {"flags": (SIDECAR_FLAG,)}
                     break
-            yield SourceItem(locator=rel, uri=str(self.fs.unstrip_protocol(p)), **facts)
+            yield SourceItem(
+                locator=locator_text(rel), uri=str(self.fs.unstrip_protocol(p)), **facts
+            )
 
 
 def _is_sidecar(name: str, siblings: set[str]) -> bool:

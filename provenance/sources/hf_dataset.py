@@ -3,8 +3,10 @@
 The first ``Audio`` column holds the audio (read undecoded: embedded bytes,
 or a path); other columns may carry title, artist(s), licence, consent and
 source url. Items address rows as ``hf-dataset:<folder>::<split>::<row>::<column>``,
-which :func:`read_row_bytes` turns back into bytes. An ``audiofolder``
-(files + ``metadata.csv``) is read by the manifest adapter instead.
+which :func:`read_row_bytes` turns back into bytes. A row without embedded
+bytes may name a file inside the dataset's folder; a path elsewhere is
+``path_escape``, as in a manifest. An ``audiofolder`` (files +
+``metadata.csv``) is read by the manifest adapter instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from provenance.sources.base import SourceError, SourceItem, facts_from_row
+from provenance.sources.base import SourceError, SourceItem, facts_from_row, resolve_local_path
+from provenance.sources.text import locator_text
 
 ROW_SCHEME = "hf-dataset:"
 
@@ -85,15 +88,18 @@ class HFDatasetSource:
                 audio = row[column] or {}
                 facts = facts_from_row({c: row[c] for c in others}, "dataset")
                 name = audio.get("path")
-                locator = f"{split}/{index:0{width}d}" + (f"/{name}" if name else "")
+                locator = locator_text(f"{split}/{index:0{width}d}" + (f"/{name}" if name else ""))
                 uri: str | None = f"{ROW_SCHEME}{self.uri}::{split}::{index}::{column}"
                 problem = detail = None
                 if audio.get("bytes") is None:
-                    if name and Path(name).is_absolute() and Path(name).is_file():
-                        uri = str(Path(name))
-                    else:
-                        uri, problem = None, "missing_file"
-                        detail = f"row {index} of split {split!r} has no bytes and no readable path"
+                    uri, problem, detail = (
+                        None,
+                        "missing_file",
+                        (f"row {index} of split {split!r} has no bytes and no readable path"),
+                    )
+                    if name:
+                        real, problem, detail = resolve_local_path(self.folder, str(name))
+                        uri = str(real) if real is not None else None
                 yield SourceItem(
                     locator=locator, uri=uri, problem=problem, problem_detail=detail, **facts
                 )

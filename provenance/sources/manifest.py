@@ -2,10 +2,15 @@
 licence, consent and source url.
 
 Local paths are resolved against the root (the manifest's folder unless
-given) and must stay inside it, symlinks included. A path listed twice is
-reported as ``duplicate_manifest_row`` (the first row wins). Remote URIs
-(``s3://…``, ``memory://…``) are passed through to fsspec. A manifest with no
-data row raises :class:`EmptyManifestError`.
+given) and must stay inside it, symlinks included. A URL is read only when
+its scheme is among the source's ``allowed_schemes`` (none by default); any
+other URL, and any chained one, is quarantined as ``path_escape``
+(:mod:`provenance.sources.paths`). A path listed twice is reported as
+``duplicate_manifest_row`` (the first row wins). A row that cannot be parsed
+(bad JSON, a field over the CSV field limit, no path) is ``malformed_row``;
+the rows around it are read as usual. A manifest with no data row raises
+:class:`EmptyManifestError`; one over :data:`MAX_MANIFEST_BYTES` raises
+:class:`SourceError`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +30,31 @@ from provenance.sources.base import (
     SourceItem,
     clean_text,
     facts_from_row,
-    has_surrogates,
     pick,
-    printable_name,
     resolve_local_path,
 )
+from provenance.sources.paths import classify_row_path, normalise_schemes
+from provenance.sources.text import locator_text
+
+# A manifest is read whole; a bigger one is refused rather than read into memory.
+MAX_MANIFEST_BYTES = 256 * 1024**2
 
 
 class ManifestSource:
-    def __init__(self, manifest: str, *, root: str | None = None, kind: str = "manifest") -> None:
+    def __init__(
+        self,
+        manifest: str,
+        *,
+        root: str | None = None,
+        kind: str = "manifest",
+        allowed_schemes: Iterable[str] = (),
+    ) -> None:
         self.kind = kind
         self.manifest = manifest
+        try:
+            self.allowed_schemes = normalise_schemes(allowed_schemes)
+        except ValueError as exc:
+            raise SourceError(str(exc)) from exc
         fs, path = fsspec.core.url_to_fs(manifest)
         if not fs.isfile(path):
             raise SourceError(f"manifest {manifest!r} does not exist or is not a file")
@@ -51,12 +70,21 @@ class ManifestSource:
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"manifest": self.uri, "root": str(self.root)}
+        config: dict[str, Any] = {"manifest": self.uri, "root": str(self.root)}
+        if self.allowed_schemes:
+            config["allowed_schemes"] = list(self.allowed_schemes)
+        return config
 
     def rows(self) -> list[tuple[int, dict[str, Any] | None, str | None]]:
         """``(row number, row or None, error)`` for every data row (1-based, header excluded)."""
+        size = self._fs.size(self._path)
+        if size is not None and size > MAX_MANIFEST_BYTES:
+            raise SourceError(
+                f"manifest {self.uri} is {size} bytes; at most {MAX_MANIFEST_BYTES} are read "
+                "(split it into several manifests)"
+            )
         with self._fs.open(self._path, "rb") as f:
-            raw = f.read()
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
         text = raw.decode("utf-8-sig", "surrogateescape")
         if self._path.lower().endswith((".jsonl", ".ndjson")):
             return _jsonl_rows(text)
@@ -76,7 +104,15 @@ class ManifestSource:
                     problem_detail=error,
                 )
                 continue
-            yield self._item(number, row, seen)
+            try:
+                yield self._item(number, row, seen)
+            except (OSError, RuntimeError, ValueError) as exc:  # never one row for the rest
+                yield SourceItem(
+                    locator=f"row {number}",
+                    uri=None,
+                    problem="malformed_row",
+                    problem_detail=f"row {number}: {type(exc).__name__}: {exc}"[:1000],
+                )
 
     def _item(self, number: int, row: dict[str, Any], seen: dict[str, int]) -> SourceItem:
         raw = pick(row, "path")
@@ -89,17 +125,17 @@ class ManifestSource:
                 problem_detail=f"row {number} has no path (columns: path, uri, file, file_name)",
             )
         raw = str(raw).strip()
-        uri: str | None
-        if "://" in raw and not raw.startswith("file://"):
-            locator, uri, problem, detail = raw, raw, None, None
-        else:
-            real, problem, detail = resolve_local_path(self.root, raw.removeprefix("file://"))
+        target = classify_row_path(raw, allowed_schemes=self.allowed_schemes)
+        uri: str | None = None
+        problem, detail = target.problem, target.detail
+        locator = locator_text(raw)
+        if target.remote_url is not None:
+            uri = target.remote_url
+        elif target.local_path is not None:
+            real, problem, detail = resolve_local_path(self.root, target.local_path)
             if real is not None:
-                locator = real.relative_to(self.root).as_posix()
+                locator = locator_text(real.relative_to(self.root).as_posix())
                 uri = str(real)
-            else:
-                locator = printable_name(raw) if has_surrogates(raw) else raw
-                uri = None
         if locator in seen:
             return SourceItem(
                 locator=f"{locator}#row={number}",
@@ -116,8 +152,11 @@ class ManifestSource:
 
 def _csv_rows(text: str, name: str) -> list[tuple[int, dict[str, Any] | None, str | None]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None:
-        return []
+    try:
+        if reader.fieldnames is None:
+            return []
+    except csv.Error as exc:
+        raise SourceError(f"manifest {name}: the header row is not CSV: {exc}") from exc
     fields = [clean_text(f) or "" for f in reader.fieldnames]
     if not any(f.lower() in ("path", "uri", "file", "file_name", "filename") for f in fields):
         raise SourceError(
@@ -125,7 +164,16 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, dict[str, Any] | None, st
             f"columns: {', '.join(fields)}"
         )
     out: list[tuple[int, dict[str, Any] | None, str | None]] = []
-    for number, row in enumerate(reader, start=1):
+    number = 0
+    while True:
+        number += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the field size limit; the reader goes on
+            out.append((number, None, f"row {number} is not CSV: {exc}"))
+            continue
         values = {k: v for k, v in row.items() if k is not None}
         if not any((v or "").strip() for v in values.values() if isinstance(v, str)):
             continue  # a blank line is not a row
@@ -142,8 +190,8 @@ def _jsonl_rows(text: str) -> list[tuple[int, dict[str, Any] | None, str | None]
         number += 1
         try:
             row = json.loads(line)
-        except ValueError as exc:
-            out.append((number, None, f"line {number} is not JSON: {exc}"))
+        except (ValueError, RecursionError) as exc:
+            out.append((number, None, f"line {number} is not JSON: {type(exc).__name__}"[:300]))
             continue
         if not isinstance(row, dict):
             out.append((number, None, f"line {number} is not a JSON object"))
