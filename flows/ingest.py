@@ -35,11 +35,11 @@ from provenance.ingest import (
     finish_run,
     get_or_create_source,
     prepare_item,
-    record_prepared,
     record_source_failure,
     start_run,
     summarize,
 )
+from provenance.ingest_failures import mark_run_failed, record_or_quarantine
 from provenance.object_store import ObjectStore, crash_point, default_object_store
 from provenance.sources.base import EmptyManifestError, SourceError, SourceItem, open_source
 
@@ -108,10 +108,17 @@ class ListedSource:
     tags=[IO_TAG],
     cache_policy=NO_CACHE,
 )
-def list_source_items(source_uri: str, manifest: str | None, root: str | None) -> ListedSource:
+def list_source_items(
+    source_uri: str,
+    manifest: str | None,
+    root: str | None,
+    allowed_schemes: tuple[str, ...] = (),
+) -> ListedSource:
     """Open the source and list its items; an unlistable source (an empty manifest, say)
     comes back with ``error`` set so the flow can record it."""
-    adapter = open_source(source_uri, manifest=manifest, root=root)
+    adapter = open_source(
+        source_uri, manifest=manifest, root=root, allowed_schemes=allowed_schemes
+    )
     try:
         items = list(adapter.items())
     except SourceError as exc:
@@ -142,15 +149,15 @@ def prepare_source_item(item: SourceItem, store_uri: str, limits: dict[str, Any]
 def record_item(
     db_url: str | None, source_id: int, run_id: int, prepared: PreparedItem, limits: dict[str, Any]
 ) -> IngestOutcome:
-    """One item's rows, in their own transaction."""
-    with _sessions(db_url).begin() as session:
-        outcome = record_prepared(
-            session,
-            source_id=source_id,
-            run_id=run_id,
-            prepared=prepared,
-            limits=IngestLimits.from_dict(limits),
-        )
+    """One item's rows, in their own transaction; an item whose rows cannot be written is
+    quarantined ``record_failed`` instead (the run goes on)."""
+    outcome = record_or_quarantine(
+        _sessions(db_url),
+        source_id=source_id,
+        run_id=run_id,
+        prepared=prepared,
+        limits=IngestLimits.from_dict(limits),
+    )
     crash_point("after_commit")
     return outcome
 
@@ -178,18 +185,22 @@ def ingest_source_flow(
     store_uri: str | None = None,
     limits: dict[str, Any] | None = None,
     in_flight: int = 4,
+    allowed_schemes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Ingest every item of a source; return the run summary (counts and per-item outcomes).
 
-    ``limits`` overrides fields of :class:`provenance.ingest.IngestLimits`. A source that
-    cannot be listed (an empty manifest) is recorded as a failed run with a quarantine
-    entry, then raises :class:`provenance.sources.SourceError`.
+    ``limits`` overrides fields of :class:`provenance.ingest.IngestLimits`;
+    ``allowed_schemes`` lists the URL schemes a manifest's rows may name (none by default:
+    rows name files inside the root). A source that cannot be listed (an empty manifest)
+    is recorded as a failed run with a quarantine entry, then raises
+    :class:`provenance.sources.SourceError`. A run stopped by an error is marked
+    ``failed`` before the error propagates.
     """
     logger = get_run_logger()
     started = time.perf_counter()
     limit_values = IngestLimits.from_dict(limits or {}).to_dict()
     store = ObjectStore(store_uri) if store_uri else default_object_store()
-    listed = list_source_items(source_uri, manifest, root)
+    listed = list_source_items(source_uri, manifest, root, tuple(allowed_schemes or ()))
     kind, uri, items = listed.kind, listed.uri, listed.items
 
     from prefect.runtime import flow_run
@@ -231,12 +242,17 @@ def ingest_source_flow(
             callback(len(outcomes), len(items), outcome)
 
     # A bounded window of submitted items; results are recorded in submission order.
-    for item in items:
-        pending.append(prepare_source_item.submit(item, store.root_uri, limit_values))
-        if len(pending) >= max(1, in_flight):
+    try:
+        for item in items:
+            pending.append(prepare_source_item.submit(item, store.root_uri, limit_values))
+            if len(pending) >= max(1, in_flight):
+                collect(pending.pop(0))
+        while pending:
             collect(pending.pop(0))
-    while pending:
-        collect(pending.pop(0))
+    except BaseException as exc:  # the run stops: it must not stay `running`
+        mark_run_failed(sessions, run_id=run_id, outcomes=outcomes, error=exc)
+        _dispose_engine(db_url)
+        raise
 
     counts = summarize(outcomes)
     with sessions.begin() as session:
@@ -353,6 +369,7 @@ def run_ingest(
     limits: IngestLimits = DEFAULT_LIMITS,
     workers: int = 2,
     use_dask: bool = False,
+    allowed_schemes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run the flow on a thread runner (``workers`` threads) or a two-worker Dask cluster."""
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -369,5 +386,6 @@ def run_ingest(
         store_uri=store_uri,
         limits=limits.to_dict(),
         in_flight=2 * workers,
+        allowed_schemes=list(allowed_schemes),
     )
     return result

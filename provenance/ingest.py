@@ -40,9 +40,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
+from provenance.ingest_checks import header_violation, read_header
+from provenance.ingest_reads import Refused as _Refused
+from provenance.ingest_reads import fetch_remote, open_regular, regular_file_size
 from provenance.models import IngestionRun, QuarantineItem, Recording, Sighting, Source, utcnow
 from provenance.object_store import ObjectStore, crash_point
 from provenance.sources.base import SourceAdapter, SourceItem, parse_consent
+from provenance.sources.text import fit_text
 from training.audio_io import (
     DEFAULT_CONTAINERS,
     DEFAULT_NEAR_DUPLICATE_BITS,
@@ -73,8 +77,17 @@ QUARANTINE_REASONS = (
     "impossible_header",
     "empty_manifest",
     "malformed_row",
+    "implausible_sample_rate",
+    "too_many_channels",
+    "record_failed",
 )
-FLAGS = ("unparseable_licence", "unparseable_consent")
+FLAGS = (
+    "unparseable_licence",
+    "unparseable_consent",
+    "unparseable_artist",  # a credited name that cannot name a party (see credit.unparsed)
+    "unreadable_sidecar",
+    "oversized_fact",  # a title or source url longer than its column, stored cut
+)
 OutcomeStatus = Literal["accepted", "near_duplicate", "duplicate", "unchanged", "quarantined"]
 OUTCOME_STATUSES: tuple[str, ...] = (
     "accepted",
@@ -102,6 +115,10 @@ class IngestLimits:
     near_duplicate_duration_tolerance: float = 0.02  # relative, plus 0.5 s
     containers: tuple[str, ...] = DEFAULT_CONTAINERS
     read_tags: bool = True
+    # Checked on the header, before decoding: outside → implausible_sample_rate.
+    min_sample_rate_hz: int = 4000
+    max_sample_rate_hz: int = 384000
+    max_channels: int = 32  # more → too_many_channels
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_duration_s <= self.max_duration_s:
@@ -113,6 +130,13 @@ class IngestLimits:
             raise ValueError(f"max_bytes must be positive, got {self.max_bytes}")
         if self.silence_dbfs >= 0:
             raise ValueError(f"silence_dbfs must be negative, got {self.silence_dbfs}")
+        if not 0 < self.min_sample_rate_hz <= self.max_sample_rate_hz:
+            raise ValueError(
+                f"need 0 < min_sample_rate_hz <= max_sample_rate_hz, got "
+                f"{self.min_sample_rate_hz} and {self.max_sample_rate_hz}"
+            )
+        if self.max_channels < 1:
+            raise ValueError(f"max_channels must be at least 1, got {self.max_channels}")
 
     @property
     def silence_amplitude(self) -> float:
@@ -199,14 +223,6 @@ def prepare_item(store: ObjectStore, item: SourceItem, limits: IngestLimits) -> 
     return replace(prepared, seconds=time.perf_counter() - started)
 
 
-class _Refused(Exception):
-    def __init__(
-        self, code: str, detail: str, *, sha256: str | None = None, size: int | None = None
-    ) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code, self.detail, self.sha256, self.size = code, detail, sha256, size
-
-
 @contextmanager
 def _local_copy(uri: str, limits: IngestLimits) -> Iterator[tuple[Path, int]]:
     """A local path for the item's bytes (the file itself when local) and its size."""
@@ -215,7 +231,7 @@ def _local_copy(uri: str, limits: IngestLimits) -> Iterator[tuple[Path, int]]:
     if uri.startswith(ROW_SCHEME):
         try:
             data = read_row_bytes(uri)
-        except (OSError, KeyError, IndexError, ValueError) as exc:
+        except Exception as exc:  # a broken row of a dataset is that row's problem
             raise _Refused("unreadable", f"{type(exc).__name__}: {exc}") from exc
         with tempfile.TemporaryDirectory(prefix="fairchord-ingest-") as tmp:
             path = Path(tmp) / "item"
@@ -224,28 +240,11 @@ def _local_copy(uri: str, limits: IngestLimits) -> Iterator[tuple[Path, int]]:
         return
     if "://" not in uri or uri.startswith("file://"):
         path = Path(uri.removeprefix("file://"))
-        try:
-            st = path.stat()
-        except FileNotFoundError as exc:
-            raise _Refused("missing_file", f"{uri}: vanished before it could be read") from exc
-        except OSError as exc:
-            raise _Refused("unreadable", f"{type(exc).__name__}: {exc}") from exc
-        if not path.is_file():
-            raise _Refused("unreadable", f"{uri} is not a regular file")
-        yield path, st.st_size
+        yield path, regular_file_size(path, uri)
         return
-    import fsspec
-
-    fs, remote = fsspec.core.url_to_fs(uri)
-    try:
-        size = int(fs.size(remote))
-    except FileNotFoundError as exc:
-        raise _Refused("missing_file", f"{uri}: no such object") from exc
-    if size > limits.max_bytes:
-        raise _Refused("too_large", f"{size} bytes > max {limits.max_bytes}", size=size)
     with tempfile.TemporaryDirectory(prefix="fairchord-ingest-") as tmp:
         path = Path(tmp) / "item"
-        fs.get_file(remote, str(path))
+        fetch_remote(uri, path, max_bytes=limits.max_bytes)
         yield path, path.stat().st_size
 
 
@@ -258,6 +257,9 @@ def _prepare_local(
         sha = _sha256_file(path)
     except OSError as exc:
         raise _Refused("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    refused = _header_refusal(item, path, sha, size, limits)
+    if refused is not None:
+        return refused
     try:
         facts = probe_audio(
             path, containers=limits.containers, silence_amplitude=limits.silence_amplitude
@@ -279,7 +281,10 @@ def _prepare_local(
         )
     tags = _tags(path, limits)
     crash_point("before_object")
-    _, uri = store.put_file(path, expected_sha256=sha)
+    try:
+        _, uri = store.put_file(path, expected_sha256=sha)
+    except ValueError as exc:  # its bytes changed between hashing and copying
+        raise _Refused("unreadable", str(exc), sha256=sha, size=size) from exc
     crash_point("after_object")
     return PreparedItem(
         item=item,
@@ -290,6 +295,33 @@ def _prepare_local(
         tag_title=tags.title,
         tag_artists=tags.artists,
         tag_licence=tags.licence,
+    )
+
+
+def _header_refusal(
+    item: SourceItem, path: Path, sha: str, size: int, limits: IngestLimits
+) -> PreparedItem | None:
+    """A file whose header alone rules it out, refused before anything is decoded (so a
+    header's claims cannot make decoding cost more than the limits allow)."""
+    header = read_header(path)
+    if header is None or header.container not in limits.containers:
+        return None  # the decoder's own checks name the reason
+    violation = header_violation(
+        header,
+        min_sample_rate_hz=limits.min_sample_rate_hz,
+        max_sample_rate_hz=limits.max_sample_rate_hz,
+        max_channels=limits.max_channels,
+        max_duration_s=limits.max_duration_s,
+    )
+    if violation is None:
+        return None
+    return PreparedItem(
+        item=item,
+        sha256=sha,
+        size_bytes=size,
+        facts=header.to_dict() if violation[0] == "too_long" else None,
+        reason_code=violation[0],
+        reason_detail=violation[1],
     )
 
 
@@ -312,7 +344,7 @@ def _limit_violation(duration: float, peak: float, limits: IngestLimits) -> tupl
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -540,7 +572,7 @@ def _new_recording(prepared: PreparedItem, source_id: int, run_id: int | None) -
         pcm_fingerprint=facts.get("fingerprint"),
         object_uri=prepared.object_uri if prepared.accepted else None,
         source_id=source_id,
-        source_url=item.source_url,
+        source_url=fit_text(item.source_url, _URL_CHARS)[0],
         first_seen_run_id=run_id,
         last_seen_run_id=run_id,
     )
@@ -549,10 +581,19 @@ def _new_recording(prepared: PreparedItem, source_id: int, run_id: int | None) -
 def _title(prepared: PreparedItem) -> tuple[str | None, str | None]:
     item = prepared.item
     if item.title:
-        return item.title, item.fact_sources.get("title", "source")
+        return fit_text(item.title, _TITLE_CHARS)[0], item.fact_sources.get("title", "source")
     if prepared.tag_title:
-        return prepared.tag_title, "tags"
+        return fit_text(prepared.tag_title, _TITLE_CHARS)[0], "tags"
     return None, None
+
+
+# Column widths of recordings.title and recordings.source_url: longer facts are stored cut.
+_TITLE_CHARS, _URL_CHARS = 512, 2048
+
+
+def _oversized_facts(prepared: PreparedItem) -> bool:
+    title = prepared.item.title or prepared.tag_title
+    return fit_text(title, _TITLE_CHARS)[1] or fit_text(prepared.item.source_url, _URL_CHARS)[1]
 
 
 def _upsert_sighting(
@@ -718,8 +759,25 @@ def _readmit(session: Session, rec: Recording, prepared: PreparedItem, run_id: i
     )
     rec.status, rec.reason_code, rec.reason_detail = "accepted", None, None
     rec.object_uri = prepared.object_uri
+    # Refused on its header, the row holds only what the header said: now it was decoded.
+    facts = prepared.facts or {}
+    for column, key in _FACT_COLUMNS:
+        if facts.get(key) is not None:
+            setattr(rec, column, facts[key])
     session.flush()
     return True
+
+
+_FACT_COLUMNS = (
+    ("duration_s", "duration_s"),
+    ("sample_rate", "sample_rate"),
+    ("channels", "channels"),
+    ("codec", "codec"),
+    ("peak", "peak"),
+    ("rms_dbfs", "rms_dbfs"),
+    ("silence_fraction", "silence_fraction"),
+    ("pcm_fingerprint", "fingerprint"),
+)
 
 
 def _near_duplicate_of(session: Session, rec: Recording, limits: IngestLimits) -> int | None:
@@ -754,28 +812,26 @@ def _record_facts(
     """Credits, licence assertion and manifest consent for an accepted recording. Returns the
     flags raised and where each fact came from."""
     from provenance.licences import conclude_licence, record_licence
-    from provenance.parties import add_credit, get_or_create_party
+    from provenance.parties import credit_names
 
     item = prepared.item
     source = session.get(Source, source_id)
     source_uri = source.uri if source is not None else str(source_id)
-    flags: list[str] = []
+    flags: list[str] = list(item.flags)
     fact_sources: dict[str, str] = {}
 
     artists, artist_source = item.artists, item.fact_sources.get("artists", "source")
     if not artists and prepared.tag_artists:
         artists, artist_source = prepared.tag_artists, "tags"
-    for name in artists:
-        party = get_or_create_party(session, name)
-        add_credit(
-            session,
-            recording_id=rec.id,
-            party_id=party.id,
-            role="artist",
-            fact_source=artist_source,
-        )
+    unparsed = credit_names(
+        session, recording_id=rec.id, names=artists, role="artist", fact_source=artist_source
+    )
+    if unparsed:
+        flags.append("unparseable_artist")
     if artists:
         fact_sources["artists"] = artist_source
+    if _oversized_facts(prepared):
+        flags.append("oversized_fact")
 
     declared, licence_source = item.licence, item.fact_sources.get("licence", "source")
     if declared is None and prepared.tag_licence:
@@ -876,8 +932,11 @@ def ingest_source(
     """Ingest every item of ``adapter`` sequentially, without Prefect.
 
     ``sessions`` is a ``sessionmaker``; each item is its own transaction, so a bad
-    item never rolls back good ones. An empty manifest is recorded as a quarantine
-    entry and re-raised (:class:`provenance.sources.EmptyManifestError`).
+    item never rolls back good ones, and an item whose rows cannot be written is
+    quarantined ``record_failed`` (:mod:`provenance.ingest_failures`). An empty
+    manifest is recorded as a quarantine entry and re-raised
+    (:class:`provenance.sources.EmptyManifestError`); a run stopped by anything else
+    is marked ``failed`` before the error propagates.
     """
     from provenance.sources.base import SourceError
 
@@ -892,14 +951,19 @@ def ingest_source(
     except SourceError as exc:
         record_source_failure(sessions, source_id=source_id, run_id=run_id, error=exc)
         raise
-    for item in items:
-        prepared = prepare_item(store, item, limits)
-        with sessions.begin() as session:
-            outcome = record_prepared(
-                session, source_id=source_id, run_id=run_id, prepared=prepared, limits=limits
+    from provenance.ingest_failures import mark_run_failed, record_or_quarantine
+
+    try:
+        for item in items:
+            prepared = prepare_item(store, item, limits)
+            outcome = record_or_quarantine(
+                sessions, source_id=source_id, run_id=run_id, prepared=prepared, limits=limits
             )
-        crash_point("after_commit")
-        result.outcomes.append(outcome)
+            crash_point("after_commit")
+            result.outcomes.append(outcome)
+    except BaseException as exc:  # the run stops: it must not stay `running`
+        mark_run_failed(sessions, run_id=run_id, outcomes=result.outcomes, error=exc)
+        raise
     with sessions.begin() as session:
         finish_run(session, run_id=run_id, counts=result.counts)
     return result

@@ -21,12 +21,67 @@ from provenance.names import normalize_name
 
 logger = logging.getLogger(__name__)
 
+# The longest name a party row holds (``parties.name``, ``normalized_name``).
+MAX_NAME_CHARS = 512
 
-def _normalized_or_raise(name: str, what: str) -> str:
+
+def unusable_name(name: str) -> str | None:
+    """Why ``name`` cannot identify a party (empty once normalised, too long), or None."""
+    if len(name.strip()) > MAX_NAME_CHARS:
+        return f"{len(name.strip())} characters long, over the {MAX_NAME_CHARS} a name may have"
     normalized = normalize_name(name)
     if not normalized:
-        raise ValueError(f"{what} {name!r} is empty once normalised; give a name with letters")
-    return normalized
+        return "empty once normalised (no letters or digits)"
+    if len(normalized) > MAX_NAME_CHARS:
+        return f"{len(normalized)} characters long once normalised, over {MAX_NAME_CHARS}"
+    return None
+
+
+def credit_names(
+    session: Session,
+    *,
+    recording_id: int,
+    names: Iterable[str],
+    role: str = "artist",
+    fact_source: str | None = None,
+) -> list[str]:
+    """Credit each of ``names`` on ``recording_id``; return the names that cannot name a
+    party. Each of those is kept in the audit log as a ``credit.unparsed`` event (the
+    name as given, why it was not used), so the source's words are not lost."""
+    unparsed: list[str] = []
+    for name in names:
+        problem = unusable_name(name)
+        if problem is None:
+            party = get_or_create_party(session, name)
+            add_credit(
+                session,
+                recording_id=recording_id,
+                party_id=party.id,
+                role=role,
+                fact_source=fact_source,
+            )
+            continue
+        unparsed.append(name)
+        append_event(
+            session,
+            "credit.unparsed",
+            entity="recording",
+            entity_id=recording_id,
+            payload={
+                "name": name[:2000],
+                "role": role,
+                "fact_source": fact_source,
+                "problem": problem,
+            },
+        )
+    return unparsed
+
+
+def _normalized_or_raise(name: str, what: str) -> str:
+    problem = unusable_name(name)
+    if problem is not None:
+        raise ValueError(f"{what} {name[:200]!r} is {problem}")
+    return normalize_name(name)
 
 
 def get_or_create_party(

@@ -14,10 +14,11 @@ from flows.cli.common import (
     fail,
     migrated_engine,
     print_json,
+    terminal_safe,
 )
 
 # Besides the shared codes (0 ok, 1 failed, 2 bad input, 3 DB not initialised):
-EXIT_QUARANTINED = 4  # --strict and at least one item was quarantined
+EXIT_QUARANTINED = 4  # the run completed, but at least one item is quarantined
 
 
 def register(app: typer.Typer) -> None:
@@ -51,8 +52,23 @@ def register(app: typer.Typer) -> None:
         silence_dbfs: float = typer.Option(
             -80.0, "--silence-dbfs", help="Quarantine files whose peak is at or under this."
         ),
+        allow_scheme: list[str] = typer.Option(
+            [],
+            "--allow-scheme",
+            help="A URL scheme the manifest's rows may name (repeat for more: --allow-scheme "
+            "s3 --allow-scheme https). By default rows may name only files inside the "
+            "source's root; any URL is quarantined as path_escape.",
+        ),
+        lenient: bool = typer.Option(
+            False,
+            "--lenient",
+            help=f"Exit 0 even if items were quarantined (instead of {EXIT_QUARANTINED}).",
+        ),
         strict: bool = typer.Option(
-            False, "--strict", help=f"Exit {EXIT_QUARANTINED} if any item was quarantined."
+            False,
+            "--strict",
+            hidden=True,
+            help=f"Kept for old scripts: exit {EXIT_QUARANTINED} on quarantine is the default.",
         ),
     ) -> None:
         """Ingest SOURCE: hash, decode-validate and measure every file, store originals by
@@ -60,13 +76,22 @@ def register(app: typer.Typer) -> None:
         assertions and manifest consent, and quarantine bad input with a reason code.
         Safe to rerun (known files are recognised) and to kill (a rerun completes the work).
 
-        Exit codes: 0 the run completed (quarantined items are reported, not errors);
+        A bad item never stops the run: it is quarantined with a reason code (or kept
+        with a flag, e.g. a credited name that cannot name a party) and the run goes on.
+
+        Exit codes: 0 the run completed and nothing is quarantined;
         1 the run failed; 2 bad input (no such source, empty manifest, bad option);
         3 database not initialised (`fairchord db upgrade`);
-        4 with --strict, some items were quarantined.
+        4 the run completed, but some items are quarantined (the summary lists them by
+        reason; a rerun reports them again; --lenient exits 0 instead).
         """
         from provenance.ingest import IngestLimits
+        from provenance.sources.paths import normalise_schemes
 
+        try:
+            schemes = normalise_schemes(allow_scheme)
+        except ValueError as exc:
+            fail(f"--allow-scheme: {exc}", EXIT_BAD_INPUT)
         try:
             limits = IngestLimits(
                 max_duration_s=max_duration,
@@ -115,7 +140,12 @@ def register(app: typer.Typer) -> None:
         try:
             with progress:
                 summary = run_ingest(
-                    source, manifest=manifest, limits=limits, workers=workers, use_dask=dask
+                    source,
+                    manifest=manifest,
+                    limits=limits,
+                    workers=workers,
+                    use_dask=dask,
+                    allowed_schemes=schemes,
                 )
         except SourceError as exc:
             fail(str(exc), EXIT_BAD_INPUT)
@@ -128,7 +158,7 @@ def register(app: typer.Typer) -> None:
             print_json(summary)
         else:
             console.print(
-                f"run [bold]{summary['run_id']}[/bold] of {summary['source_uri']} "
+                f"run [bold]{summary['run_id']}[/bold] of {terminal_safe(summary['source_uri'])} "
                 f"({summary['source_kind']}): {counts['items']} item(s): "
                 f"{counts['accepted']} accepted ({counts['near_duplicate']} near-duplicate), "
                 f"{counts['duplicate']} duplicate, {counts['unchanged']} unchanged, "
@@ -139,5 +169,12 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  [yellow]quarantined[/yellow] {reason}: {n}", highlight=False)
             for flag, n in counts["flags"].items():
                 console.print(f"  [yellow]kept, flagged[/yellow] {flag}: {n}", highlight=False)
-        if strict and counts["quarantined"]:
+        del strict  # the default now
+        if counts["quarantined"] and not lenient:
+            err_console.print(
+                f"{counts['quarantined']} item(s) quarantined (exit {EXIT_QUARANTINED}; "
+                "--lenient exits 0)",
+                highlight=False,
+                markup=False,
+            )
             raise typer.Exit(EXIT_QUARANTINED)
