@@ -135,7 +135,11 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> Policy:
             raise PolicyError(f"{origin}: allowed licence {entry!r} is not a string")
         conclusion = conclude_licence(entry)
         if conclusion.concluded != entry:
-            why = conclusion.reason or f"concludes {conclusion.concluded!r}; list that id instead"
+            why = (
+                f"concludes {conclusion.concluded!r}; list that id instead"
+                if conclusion.concluded != "NOASSERTION"
+                else conclusion.reason
+            )
             raise PolicyError(f"{origin}: allowed licence {entry!r}: {why}")
         normalised.append(entry)
     return Policy(

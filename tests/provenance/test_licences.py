@@ -9,9 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provenance.licences import (
+    LICENCE_RULES,
+    SPDX_DEPRECATED_IDS,
     conclude_licence,
     current_licence,
     licence_obligations,
+    parse_concluded,
     record_licence,
 )
 from provenance.models import AuditEvent, LicenceAssertion, Recording
@@ -23,9 +26,10 @@ CASES: list[tuple[str | None, str, str | None]] = [
     ("cc-by-sa-3.0", "CC-BY-SA-3.0", None),
     ("  CC-BY-4.0  ", "CC-BY-4.0", None),
     # deprecated ids and the + operator
-    ("GPL-2.0+", "GPL-2.0-or-later", None),
-    ("gpl-2.0+", "GPL-2.0-or-later", None),
-    ("GPL-2.0", "GPL-2.0-only", None),
+    ("GPL-2.0+", "GPL-2.0-or-later", "rule spdx-deprecated-id: 'GPL-2.0+' → GPL-2.0-or-later"),
+    ("gpl-2.0+", "GPL-2.0-or-later", "rule spdx-deprecated-id"),
+    ("GPL-2.0", "GPL-2.0-only", "rule spdx-deprecated-id: 'GPL-2.0' → GPL-2.0-only"),
+    ("LGPL-2.1+", "LGPL-2.1-or-later", "rule spdx-deprecated-id"),
     ("Apache-2.0+", "Apache-2.0+", None),
     # compound expressions, operators in any case
     ("MIT AND BSD-3-Clause", "MIT AND BSD-3-Clause", None),
@@ -54,7 +58,32 @@ CASES: list[tuple[str | None, str, str | None]] = [
     ("", "NOASSERTION", "no licence declared"),
     ("   ", "NOASSERTION", "no licence declared"),
     ("garbage licence", "NOASSERTION", "unknown licence id 'garbage licence'"),
-    ("Creative Commons", "NOASSERTION", "unknown licence id"),
+    # family names: which version, which variant? never guessed
+    ("GPL", "NOASSERTION", "ambiguous licence name 'GPL'"),
+    ("gpl", "NOASSERTION", "ambiguous licence name 'gpl'"),
+    ("GPL+", "NOASSERTION", "ambiguous licence name"),
+    ("BSD", "NOASSERTION", "ambiguous licence name 'BSD'"),
+    ("LGPL", "NOASSERTION", "ambiguous licence name 'LGPL'"),
+    ("CC-BY", "NOASSERTION", "ambiguous licence name 'CC-BY'"),
+    ("CC-BY-SA", "NOASSERTION", "ambiguous licence name 'CC-BY-SA'"),
+    ("Creative Commons", "NOASSERTION", "ambiguous licence name 'Creative Commons'"),
+    ("creative   commons", "NOASSERTION", "ambiguous licence name"),
+    ("MIT OR GPL", "NOASSERTION", "ambiguous licence name 'GPL'"),
+    ("GPL WITH Classpath-exception-2.0", "NOASSERTION", "ambiguous licence name 'GPL'"),
+    ("GPL 2.0", "NOASSERTION", "unknown licence id 'GPL 2.0'"),
+    ("GPLv2", "NOASSERTION", "unknown licence id 'GPLv2'"),
+    # explicit rules (Debian short names), each named in the reason
+    ("GPL-2+", "GPL-2.0-or-later", "rule debian-short-name:GPL-2+: 'GPL-2+' → GPL-2.0-or-later"),
+    ("GPL-2", "GPL-2.0-only", "rule debian-short-name:GPL-2: 'GPL-2' → GPL-2.0-only"),
+    ("gpl-3+", "GPL-3.0-or-later", "rule debian-short-name:GPL-3+"),
+    (
+        "Expat OR GPL-2+",
+        "MIT OR GPL-2.0-or-later",
+        "rule debian-short-name:Expat: 'Expat' → MIT; rule debian-short-name:GPL-2+",
+    ),
+    # a licence database alias of a listed id is still a LicenseRef, kept as written
+    ("LicenseRef-MIT-Bootstrap", "LicenseRef-MIT-Bootstrap", None),
+    ("Classpath-exception-2.0", "NOASSERTION", "unparseable SPDX expression"),
     ("MIT AND", "NOASSERTION", "unparseable SPDX expression"),
     ("MIT OR", "NOASSERTION", "ends with 'OR'"),
     ("(MIT", "NOASSERTION", "unparseable SPDX expression"),
@@ -110,7 +139,7 @@ def test_record_and_current_licence(session: Session) -> None:
     assert (first.declared, first.concluded, first.conclusion_reason) == (
         "gpl-2.0+",
         "GPL-2.0-or-later",
-        None,
+        "rule spdx-deprecated-id: 'gpl-2.0+' → GPL-2.0-or-later",
     )
     assert session.execute(audit_rows).scalar_one() == 1
     # The same statement again writes nothing.
@@ -131,3 +160,47 @@ def test_record_and_current_licence(session: Session) -> None:
 
     # At a time before any assertion there is none in force.
     assert current_licence(session, rec.id, at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) is None
+
+
+def test_every_rule_concludes_a_listed_id() -> None:
+    """The rule tables map to current SPDX ids, and their names are what the reason says."""
+    for spelling, target in SPDX_DEPRECATED_IDS.items():
+        result = conclude_licence(spelling)
+        assert result.concluded == target
+        assert result.reason == f"rule spdx-deprecated-id: {spelling!r} → {target}"
+        assert conclude_licence(target) == type(result)(target, target, None)
+    for rule in LICENCE_RULES:
+        for spelling in rule.spellings:
+            result = conclude_licence(spelling)
+            assert result.concluded == rule.concluded
+            assert result.reason == f"rule {rule.name}: {spelling!r} → {rule.concluded}"
+            assert conclude_licence(rule.concluded).reason is None
+
+
+def test_parse_concluded_keeps_licence_refs() -> None:
+    """A LicenseRef that a licence database calls an alias of MIT stays that LicenseRef."""
+    tree = parse_concluded("LicenseRef-MIT-Bootstrap OR Apache-2.0+")
+    assert [arg.key for arg in tree.args] == ["LicenseRef-MIT-Bootstrap", "Apache-2.0+"]
+
+
+def test_recorded_assertion_names_the_rule_or_the_ambiguity(session: Session) -> None:
+    rec = Recording(sha256="d" * 64, size_bytes=1)
+    session.add(rec)
+    session.flush()
+    ambiguous = record_licence(session, recording_id=rec.id, declared="GPL", asserted_by="tags")
+    assert (ambiguous.declared, ambiguous.concluded) == ("GPL", "NOASSERTION")
+    assert ambiguous.conclusion_reason is not None
+    assert "ambiguous licence name 'GPL'" in ambiguous.conclusion_reason
+    mapped = record_licence(session, recording_id=rec.id, declared="GPL-2+", asserted_by="tags")
+    assert mapped.concluded == "GPL-2.0-or-later"
+    assert mapped.conclusion_reason == "rule debian-short-name:GPL-2+: 'GPL-2+' → GPL-2.0-or-later"
+    event = (
+        session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.action == "licence.asserted")
+            .order_by(AuditEvent.id.desc())
+        )
+        .scalars()
+        .first()
+    )
+    assert event is not None and "debian-short-name:GPL-2+" in event.payload
