@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from generation.calibrate_artists import calibrate_artist_model
+from generation.calibrate_melody import calibrate_melody
 from generation.cohort import Cohort
 from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex
 from generation.gate import AudioEmbedder, audible
@@ -45,8 +46,10 @@ from generation.index import (
     load_index,
     store_artist_model,
     store_fingerprints,
+    store_melody,
     store_thresholds,
 )
+from generation.melody_cohort import MelodyCohort
 from generation.search import choose_search
 from generation.tail import fit_tail, tail_threshold
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
@@ -73,6 +76,7 @@ class CalibrationReport:
     per_transform_recall: dict[str, float] = field(default_factory=dict)  # either detector
     outside_negatives: int = 0  # cohort calibration tracks added to the track negatives
     artist_model: dict[str, Any] | None = None  # the artist model's calibration summary
+    melody: dict[str, Any] | None = None  # the melody detector's calibration summary
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,12 +129,14 @@ def calibrate_thresholds(
     artist_top_k: int = 3,
     progress: Callable[[int], None] | None = None,
     outside_windows: Sequence[np.ndarray] = (),
+    detectors: int = 3,
 ) -> CalibrationReport:
     """Thresholds from the snapshot: ``clips`` maps recording id → 16 kHz mono wave.
 
     ``outside_windows`` (raw embedder windows of tracks outside the snapshot, e.g. the
     cohort's calibration part) are track negatives too. ``progress(n)`` is called after
-    each clip is done (n = 1 per clip).
+    each clip is done (n = 1 per clip). Each of the gate's ``detectors`` gets an equal
+    share of ``false_block_rate``.
     """
     if embedder.sha256 != index.embedder_sha256:
         raise GateUnavailable(
@@ -210,7 +216,7 @@ def calibrate_thresholds(
         sims = (unit @ vectors.T).max(axis=1)
         outside_track_neg.append(float(sims.max()))
         track_neg_windows.append(sims)
-    share = false_block_rate / 3
+    share = false_block_rate / detectors
     # Per-window negatives (every 10 s window of every recording) feed the tail fit.
     track_windows = np.concatenate(track_neg_windows)
     artist_windows = np.concatenate(artist_neg_windows)
@@ -241,8 +247,8 @@ def calibrate_thresholds(
         else None,
         "false_block_rate": false_block_rate,
         "artist_top_k": artist_top_k,
-        "method": "leave-one-recording-out on snapshot; track/artist/fingerprint each at "
-        "rate/3; track/artist at least the fitted Fisher-z normal tail",
+        "method": f"leave-one-recording-out on snapshot; each of {detectors} detectors at "
+        f"rate/{detectors}; track/artist at least the fitted Fisher-z normal tail",
     }
     pos = np.array(track_pos)
     apos = np.array(artist_pos)
@@ -281,6 +287,7 @@ def calibrate_run(
     progress: Callable[[int], None] | None = None,
     cohort: Cohort | None = None,
     artists: Mapping[int, Sequence[int]] | None = None,
+    melody_cohort: MelodyCohort | None = None,
 ) -> CalibrationReport:
     """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
 
@@ -291,8 +298,10 @@ def calibrate_run(
     ``artists`` (recording id → party ids), the gate index for this embedder is first
     built from the whole recordings' windows, an artist model is enrolled and calibrated
     on the cohort (``generation.calibrate_artists``), and the cohort's calibration tracks
-    join the track negatives.
+    join the track negatives. With a ``melody_cohort`` the snapshot's melodies are indexed
+    and the melody detector calibrated on it (``generation.calibrate_melody``).
     """
+    detectors = 4 if melody_cohort is not None else 3
     windows_by_rec: dict[int, np.ndarray] = {}
     if cohort is not None:
         if artists is None:
@@ -335,6 +344,7 @@ def calibrate_run(
         artist_top_k=artist_top_k,
         progress=progress,
         outside_windows=cohort.part("calibration") if cohort is not None else (),
+        detectors=detectors,
     )
     row = session.get(EmbeddingIndex, index.row_id)
     assert row is not None
@@ -345,7 +355,7 @@ def calibrate_run(
             windows_by_rec,
             {rec: sorted(ids) for rec, ids in rec_artists.items()},
             cohort,
-            rate=false_block_rate / 3,
+            rate=false_block_rate / detectors,
         )
         entry = calibration.thresholds_entry(cohort)
         entry["sha256"] = store_artist_model(row, calibration.model)
@@ -364,6 +374,24 @@ def calibrate_run(
             "false_block_rate_on_calibration": calibration.false_block_rate,
             "snapshot_recall": calibration.snapshot_recall,
             "cohort_sha256": cohort.sha256,
+        }
+    if melody_cohort is not None:
+        melody = calibrate_melody(
+            {rec: recordings[rec] for rec in sorted(rec_artists)},
+            {rec: sorted(ids) for rec, ids in rec_artists.items()},
+            melody_cohort,
+            rate=false_block_rate / detectors,
+        )
+        melody_bytes = melody.index.to_bytes()
+        thresholds["melody"] = melody.thresholds_entry(melody_cohort, melody_bytes)
+        thresholds["melody"]["sha256"] = store_melody(row, melody_bytes)
+        report.melody = {
+            "thresholds": melody.thresholds,
+            "outside_negatives": melody.outside_negatives,
+            "snapshot_negatives": melody.snapshot_negatives,
+            "false_match_rate": melody.false_match_rate,
+            "snapshot_recall": melody.snapshot_recall,
+            "cohort_sha256": melody_cohort.sha256,
         }
     thresholds["search"] = choose_search(index.index, index.recording_ids)
     thresholds["fingerprint"] = {

@@ -10,7 +10,9 @@ Scores (cosine similarities between L2-normalised embedder windows and snapshot 
   that artist's segments (taken from the exact top-``search_k`` hits);
 - fingerprint score: the number of the clip's landmarks whose quad matches agree on one
   training recording, pitch offset, time scale and offset (``generation.fingerprint``):
-  the detector for replays that went through pitch, tempo, noise or codec changes.
+  the detector for replays that went through pitch, tempo, noise or codec changes;
+- melody score: the best key- and tempo-invariant chroma correlation with any passage of
+  the snapshot (``generation.melody``), for a copied tune played on other instruments.
 
 Each detector has its own calibrated threshold; any one reaching it blocks the clip.
 
@@ -29,7 +31,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from generation.calibrate_artists import normal_tail_at
+from generation.calibrate_melody import LENGTHS, melody_threshold
 from generation.index import GateIndex, GateUnavailable
+from generation.melody import MelodyMatch
 from generation.search import Search, search_for
 from generation.tail import tail_at
 from provenance.audit_log import append_event
@@ -68,6 +72,19 @@ def audible(embedder: Any, wave: np.ndarray, n_windows: int) -> np.ndarray:
     if levels.shape != (n_windows,):
         raise GateUnavailable(f"embedder gave {levels.shape} window levels for {n_windows} windows")
     return levels >= QUIET_DBFS
+
+
+def _check_melody_entry(entry: Any) -> None:
+    """A calibrated melody entry has a finite threshold and a fitted tail per query length."""
+    try:
+        rate = float(entry["rate"])
+        values = [float(entry["thresholds"][kind]) for kind in LENGTHS]
+        for kind in LENGTHS:
+            values += [float(entry["tails"][kind][k]) for k in ("z_mean", "z_sd")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GateUnavailable(f"the melody calibration is malformed: {entry!r}") from exc
+    if not 0 < rate < 1 or not np.all(np.isfinite(values)):
+        raise GateUnavailable(f"the melody calibration is malformed: {entry!r}")
 
 
 @dataclass
@@ -163,6 +180,14 @@ class SimilarityGate:
             if index.artist_model is None:
                 raise GateUnavailable(
                     "the index was calibrated with an artist model that is not loaded; "
+                    "refusing to gate without it"
+                )
+        melody_entry = chosen.get("melody")
+        if melody_entry is not None:
+            _check_melody_entry(melody_entry)
+            if index.melody is None:
+                raise GateUnavailable(
+                    "the index was calibrated with a melody detector that is not loaded; "
                     "refusing to gate without it"
                 )
         if search_k < 1 or artist_top_k < 1 or top_artists < 1:
@@ -336,6 +361,16 @@ class SimilarityGate:
                 f"{self.fingerprint_threshold:g} to training recording {match.recording_id} "
                 f"(pitch {match.pitch_semitones:+.1f} st, time x{match.time_scale:.3f})"
             )
+        melody = self._melody(wave)
+        if melody is not None:
+            found, melody_t = melody
+            detector_scores["melody"] = found.score
+            if found.score >= melody_t:
+                reasons.append(
+                    f"melody {found.score:.3f} >= {melody_t:.3f} to training recording "
+                    f"{found.recording_id} (transposed {found.transpose_semitones:+d} st, "
+                    f"time x{found.time_scale:.2f})"
+                )
         if not all(np.isfinite(v) for v in detector_scores.values()):
             raise GateUnavailable(f"non-finite gate scores: {detector_scores}")
         return GateResult(
@@ -369,8 +404,35 @@ class SimilarityGate:
                     "pitch_offset_semitones": match.pitch_semitones,
                     "time_scale": match.time_scale,
                 },
+                **(
+                    {
+                        "melody": {
+                            "score": melody[0].score,
+                            "threshold": melody[1],
+                            "recording_id": melody[0].recording_id,
+                            "transpose_semitones": melody[0].transpose_semitones,
+                            "time_scale": melody[0].time_scale,
+                        }
+                    }
+                    if melody is not None
+                    else {}
+                ),
             },
         )
+
+    def _melody(self, wave: np.ndarray) -> tuple[MelodyMatch, float] | None:
+        """The melody detector's best match and the threshold for this clip's length, or
+        None when the index was calibrated without it."""
+        entry = self.thresholds.get("melody")
+        if entry is None:
+            return None
+        assert self.index.melody is not None  # checked in __init__
+        try:
+            found = self.index.melody.match(wave)
+            threshold = melody_threshold(entry, int(wave.size))
+        except Exception as exc:
+            raise GateUnavailable(f"melody detector failed: {type(exc).__name__}: {exc}") from exc
+        return found, threshold
 
 
 def record_gate_decision(

@@ -7,7 +7,9 @@ Layout under ``fairchord_home()/runs/<run_id>/gate-index/<sha256[:12]>/``:
                      training run id and embedder sha256 the vectors belong to;
 - ``meta.json``      embedder sha256, run id, snapshot digest, file digests, thresholds;
 - ``fingerprints.npz`` the snapshot's landmark fingerprints (``generation.fingerprint``),
-                     written by calibration; its sha256 is kept in the thresholds.
+                     written by calibration; its sha256 is kept in the thresholds;
+- ``artist_model.npz`` and ``melody.npz``, the calibrated artist model and the
+                     snapshot's chroma melody index (``generation.melody``), likewise.
 
 ``EmbeddingIndex.sha256`` covers the vectors and the id map only (sha256 over
 ``"vectors.faiss:<sha>\\nids.json:<sha>\\n"``), never the thresholds: calibration
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from generation.artist_model import ArtistModel
 from generation.fingerprint import FingerprintIndex
+from generation.melody import MelodyIndex
 from provenance.audit_log import append_event
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 from provenance.settings import fairchord_home
@@ -44,6 +47,7 @@ IDS_FILE = "ids.json"
 META_FILE = "meta.json"
 FINGERPRINTS_FILE = "fingerprints.npz"
 ARTIST_MODEL_FILE = "artist_model.npz"
+MELODY_FILE = "melody.npz"
 
 
 class GateUnavailable(RuntimeError):
@@ -70,6 +74,7 @@ class GateIndex:
     path: Path | None = None
     fingerprints: FingerprintIndex | None = None
     artist_model: ArtistModel | None = None
+    melody: MelodyIndex | None = None
 
     @property
     def ntotal(self) -> int:
@@ -254,6 +259,13 @@ def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def store_melody(row: EmbeddingIndex, data: bytes) -> str:
+    """Write the snapshot's serialised melody index beside the vectors; returns its sha256
+    (the caller records it in ``thresholds["melody"]["sha256"]``)."""
+    _write_atomic(Path(row.uri) / MELODY_FILE, data)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _verified_bytes(directory: Path, name: str, entry: Any, what: str) -> bytes | None:
     """The bytes of a calibration file whose sha256 the thresholds record, or None when the
     thresholds have no such entry."""
@@ -285,6 +297,16 @@ def _load_artist_model(directory: Path, thresholds: dict[str, Any]) -> ArtistMod
         return ArtistModel.from_bytes(data)
     except Exception as exc:
         raise GateUnavailable(f"the artist model in {directory} cannot be read: {exc}") from exc
+
+
+def _load_melody(directory: Path, thresholds: dict[str, Any]) -> MelodyIndex | None:
+    data = _verified_bytes(directory, MELODY_FILE, thresholds.get("melody"), "the melody index")
+    if data is None:
+        return None
+    try:
+        return MelodyIndex.from_bytes(data)
+    except Exception as exc:
+        raise GateUnavailable(f"the melody index in {directory} cannot be read: {exc}") from exc
 
 
 def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> FingerprintIndex | None:
@@ -414,4 +436,5 @@ def load_index(
         path=directory,
         fingerprints=fingerprints,
         artist_model=artist_model,
+        melody=_load_melody(directory, thresholds),
     )

@@ -66,6 +66,19 @@ BLOCK_STRIDE = BLOCK - MAX_QUERY_FRAMES
 WINDOWS_PER_BATCH = 4
 
 
+def chroma_config() -> dict[str, float | int]:
+    """The chroma front end's parameters: stored chroma is only comparable under the same."""
+    return {
+        "sample_rate": SAMPLE_RATE,
+        "n_fft": N_FFT,
+        "hop": HOP,
+        "midi_low": MIDI_LOW,
+        "midi_high": MIDI_HIGH,
+        "log_gain": LOG_GAIN,
+        "smooth_frames": SMOOTH_FRAMES,
+    }
+
+
 def _semitone_bank() -> np.ndarray:
     """[bands, N_FFT//2+1] triangular filters, one per semitone, peaking on the pitch."""
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
@@ -312,6 +325,20 @@ class MelodyIndex:
         if len(self) == 0:
             return NO_MATCH
         classes, loudness = chroma(wave)
+        return self.match_chroma(classes, loudness, exclude_recordings=exclude_recordings)
+
+    def match_chroma(
+        self,
+        classes: np.ndarray,
+        loudness: np.ndarray,
+        *,
+        exclude_recordings: Collection[int] = (),
+    ) -> MelodyMatch:
+        """The best match of a clip given as its :func:`chroma` (e.g. a stored cohort's)."""
+        if len(self) == 0 or classes.shape[0] == 0:
+            return NO_MATCH
+        classes = np.asarray(classes, dtype=np.float32)
+        loudness = np.asarray(loudness, dtype=np.float32)
         window = int(round(WINDOW_S * SAMPLE_RATE / HOP))
         hop = int(round(WINDOW_HOP_S * SAMPLE_RATE / HOP))
         starts = list(range(0, max(classes.shape[0] - window, 0) + 1, hop))

@@ -83,7 +83,16 @@ def load_gate_cohort(embedder_sha256: str) -> Any:
     return load_cohort(embedder_sha256=embedder_sha256)
 
 
-def record_detector(session: Session, embedder: Any, cohort: Any | None) -> None:
+def load_gate_melody_cohort() -> Any:
+    """The shipped outside-music chroma the melody detector is calibrated against."""
+    from generation.melody_cohort import load_melody_cohort
+
+    return load_melody_cohort()
+
+
+def record_detector(
+    session: Session, embedder: Any, cohort: Any | None, melody_cohort: Any | None = None
+) -> None:
     """Record the gate's embedder (and the cohort it is calibrated with) as an ``Embedder``
     row with its provenance: what the gate itself learned from."""
     from sqlalchemy import select
@@ -94,6 +103,8 @@ def record_detector(session: Session, embedder: Any, cohort: Any | None) -> None
     config = dict(getattr(embedder, "config", {}) or {})
     if cohort is not None:
         config["cohort"] = cohort.describe()
+    if melody_cohort is not None:
+        config["melody_cohort"] = melody_cohort.describe()
     row = session.execute(
         select(Embedder).where(Embedder.sha256 == embedder.sha256)
     ).scalar_one_or_none()
@@ -212,7 +223,8 @@ def register(app: typer.Typer) -> None:
                 ckpt = resolve_checkpoint(session, checkpoint)
                 embedder = load_gate_embedder()
                 cohort = load_gate_cohort(embedder.sha256)
-                record_detector(session, embedder, cohort)
+                melody_cohort = load_gate_melody_cohort()
+                record_detector(session, embedder, cohort, melody_cohort)
                 members = session.execute(
                     select(Recording)
                     .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
@@ -241,6 +253,7 @@ def register(app: typer.Typer) -> None:
                         progress=lambda n: bar.advance(task, n),
                         cohort=cohort,
                         artists=artists,
+                        melody_cohort=melody_cohort,
                     )
         except GateUnavailable as exc:
             fail(f"cannot calibrate: {exc}", EXIT_GATE_UNAVAILABLE)

@@ -621,6 +621,10 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     monkeypatch.setattr("flows.cli.gate.load_gate_embedder", lambda: world.embedder)
     cohort = stand_in_cohort(world.embedder, tmp_path / "cohort.npz")
     monkeypatch.setattr("flows.cli.gate.load_gate_cohort", lambda _sha: cohort)
+    from tests.generation.test_calibrate_melody import melody_cohort
+
+    tunes = melody_cohort(tmp_path / "melody_cohort.npz", range(100, 106))
+    monkeypatch.setattr("flows.cli.gate.load_gate_melody_cohort", lambda: tunes)
     checkpoint = ["--checkpoint", str(world.checkpoint_id)]
     result = CliRunner().invoke(
         app, ["gate", "calibrate", *checkpoint, "--clip-seconds", "10", "--json"]
@@ -635,12 +639,19 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     assert model_entry["cohort"]["sha256"] == cohort.sha256
     assert model_entry["negative_tracks"] == len(cohort.part("calibration"))
     assert report["outside_negatives"] == len(cohort.part("calibration"))
+    # So is the melody detector, on the outside tunes, with a quarter of the budget.
+    melody_entry = report["thresholds"]["melody"]
+    assert melody_entry["cohort_sha256"] == tunes.sha256
+    assert melody_entry["outside_negatives"]["window"] == len(tunes)
+    assert melody_entry["rate"] == pytest.approx(0.01 / 4)
+    assert melody_entry["recordings"] == len(world.recordings)
     # The detector is recorded with its provenance.
     from provenance.models import Embedder
 
     session.expire_all()
     detector = session.query(Embedder).filter_by(sha256=world.embedder.sha256).one()
     assert detector.config["cohort"]["tracks"]["calibration"] == len(cohort.part("calibration"))
+    assert detector.config["melody_cohort"]["sha256"] == tunes.sha256
     session.commit()  # end the read transaction: SQLite would stay locked
     copy = tmp_path / "copy.wav"
     sf.write(copy, _pitch(melody(2), 2)[: 16_000 * 10], 16_000)
