@@ -4,7 +4,13 @@ Each row's ``hash`` is the sha256 of a canonical serialisation of its content
 together with ``prev_hash`` (the previous row's hash; the first row points at
 :data:`GENESIS`). Editing a row breaks its own hash; removing or reordering
 rows breaks the link from the next row. Deleting the newest rows leaves a
-valid but shorter chain, so exports carry the head hash as an external anchor.
+valid but shorter chain, and so does rewriting and re-hashing every row: both
+are caught only against a head recorded outside the database
+(:mod:`provenance.audit.anchors`).
+
+Rows of the ledger tables are covered by the chain too: an event's payload
+carries, under ``"covers"``, the digest of every ledger row its transaction
+inserted since the previous event (:mod:`provenance.row_digests`).
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, event, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from provenance.models import AuditEvent, utcnow
+from provenance import row_digests
+from provenance.models import AuditEvent, Base, utcnow
 
 GENESIS = "0" * 64
 DEFAULT_ACTOR = "fairchord"
@@ -53,13 +60,16 @@ def event_hash(
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+CHAIN_LOCK = 7246501
+
+
 def _lock_chain(session: Session) -> None:
     # On PostgreSQL two writers could read the same head concurrently; a
     # transaction-scoped advisory lock makes appends take turns. (SQLite
     # sessions already hold the write lock from BEGIN IMMEDIATE, and the
     # unique prev_hash constraint stops a fork on any engine.)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(7246501)"))
+        session.execute(text(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
 
 
 def append_event(
@@ -71,14 +81,23 @@ def append_event(
     payload: dict[str, Any] | None = None,
     actor: str = DEFAULT_ACTOR,
 ) -> AuditEvent:
-    """Append one event to the chain inside the caller's transaction."""
+    """Append one event to the chain inside the caller's transaction.
+
+    Ledger rows this session inserted since its last event are covered by this one: their
+    digests go into the payload under ``"covers"``.
+    """
     _lock_chain(session)
+    session.flush()
     head = session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
     ).scalar_one_or_none()
     prev_hash = head or GENESIS
     occurred_at = utcnow()
-    body = canonical_json(payload or {})
+    content = dict(payload or {})
+    covers = row_digests.take_pending_covers(session)
+    if covers:
+        content["covers"] = covers
+    body = canonical_json(content)
     eid = None if entity_id is None else str(entity_id)
     row = AuditEvent(
         occurred_at=occurred_at,
@@ -101,6 +120,110 @@ def append_event(
     session.add(row)
     session.flush()
     return row
+
+
+def append_event_on(
+    connection: Connection,
+    action: str,
+    *,
+    entity: str,
+    entity_id: str | int | None = None,
+    payload: dict[str, Any] | None = None,
+    actor: str = DEFAULT_ACTOR,
+) -> tuple[int, str]:
+    """Append one event through a bare connection (migrations); returns its id and hash."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
+    table = Base.metadata.tables[AuditEvent.__tablename__]
+    prev_hash = (
+        connection.execute(
+            select(table.c.hash).order_by(table.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        or GENESIS
+    )
+    occurred_at = utcnow()
+    body = canonical_json(payload or {})
+    eid = None if entity_id is None else str(entity_id)
+    digest = event_hash(
+        prev_hash=prev_hash,
+        occurred_at=occurred_at,
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=eid,
+        payload=body,
+    )
+    new_id = connection.execute(
+        table.insert()
+        .values(
+            occurred_at=occurred_at,
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=eid,
+            payload=body,
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+        .returning(table.c.id)
+    ).scalar_one()
+    return int(new_id), digest
+
+
+COVER_ACTION = "ledger.rows_covered"
+
+
+def _cover_before_commit(session: Session) -> None:
+    # Ledger rows inserted after the transaction's last event would otherwise commit
+    # uncovered; one more event covers them.
+    session.flush()
+    if row_digests.has_pending(session):
+        append_event(session, COVER_ACTION, entity="ledger")
+
+
+def cover_ledger_rows(factory: sessionmaker[Session]) -> None:
+    """Make every session from ``factory`` cover the ledger rows it inserts in the chain."""
+    event.listen(factory, "after_flush", row_digests.note_new_rows)
+    event.listen(factory, "before_commit", _cover_before_commit)
+    event.listen(factory, "after_commit", row_digests.forget_pending)
+    event.listen(factory, "after_rollback", row_digests.forget_pending)
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest event: its id (the sequence number) and hash. ``0:GENESIS`` when empty."""
+
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+    @classmethod
+    def parse(cls, text_: str) -> ChainHead:
+        """``SEQ:HASH`` as :func:`chain_head` prints it."""
+        seq, sep, digest = text_.strip().partition(":")
+        digest = digest.lower()
+        if (
+            not sep
+            or not seq.isdigit()
+            or len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest)
+        ):
+            raise ValueError(
+                f"chain head {text_!r} is not SEQ:HASH (a row id, a colon, 64 hex digits)"
+            )
+        return cls(int(seq), digest)
+
+
+def chain_head(session: Session) -> ChainHead:
+    row = session.execute(
+        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).one_or_none()
+    return ChainHead(0, GENESIS) if row is None else ChainHead(int(row[0]), str(row[1]))
 
 
 @dataclass(frozen=True)

@@ -45,4 +45,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions for the provenance DB; each covers the ledger rows it inserts in the audit
+    chain (:func:`provenance.audit_log.cover_ledger_rows`)."""
+    from provenance.audit_log import cover_ledger_rows
+
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    cover_ledger_rows(factory)
+    return factory

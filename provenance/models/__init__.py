@@ -10,7 +10,16 @@ from provenance.models.rights import ConsentEvent, LicenceAssertion
 from provenance.models.training import Checkpoint, EmbeddingIndex, TrainingRun, TrainingRunMember
 
 # Tables that accept INSERT only; the database enforces it with triggers.
-APPEND_ONLY_TABLES = ("consent_events", "audit_log", "training_run_members", "gate_decisions")
+APPEND_ONLY_TABLES = (
+    "consent_events",
+    "audit_log",
+    "training_run_members",
+    "gate_decisions",
+    "licence_assertions",
+    "credits",
+    "party_aliases",
+    "parties",
+)
 
 __all__ = [
     "APPEND_ONLY_TABLES",

@@ -29,6 +29,8 @@ class TrainingRun(Base):
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The audit chain's head (SEQ:HASH) when the snapshot was frozen; checkpoints carry it.
+    audit_head: Mapped[str | None] = mapped_column(String(140))
 
 
 class TrainingRunMember(Base):

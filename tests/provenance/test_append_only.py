@@ -13,8 +13,11 @@ from provenance.db import session_factory
 from provenance.models import (
     APPEND_ONLY_TABLES,
     ConsentEvent,
+    Credit,
     GateDecision,
+    LicenceAssertion,
     Party,
+    PartyAlias,
     Recording,
     TrainingRun,
     TrainingRunMember,
@@ -57,6 +60,13 @@ def _fill(engine: Engine) -> None:
             )
         )
         s.add(GateDecision(stage="similarity_gate", verdict="allow"))
+        s.add(
+            LicenceAssertion(
+                recording_id=rec.id, declared="MIT", concluded="MIT", asserted_by="test"
+            )
+        )
+        s.add(Credit(recording_id=rec.id, party_id=party.id, role="artist"))
+        s.add(PartyAlias(party_id=party.id, alias="B", normalized_alias="b"))
         append_event(s, "test.event", entity="test", payload={"n": 1})
 
 
@@ -64,6 +74,10 @@ MODELS = {
     "consent_events": ConsentEvent,
     "training_run_members": TrainingRunMember,
     "gate_decisions": GateDecision,
+    "licence_assertions": LicenceAssertion,
+    "credits": Credit,
+    "party_aliases": PartyAlias,
+    "parties": Party,
 }
 
 
@@ -114,6 +128,10 @@ REWRITE = {
     "audit_log": ("payload", "'{}'", "hash"),
     "training_run_members": ("concluded_licence", "'CC0-1.0'", "training_run_id, recording_id"),
     "gate_decisions": ("verdict", "'block'", None),
+    "licence_assertions": ("concluded", "'CC-BY-4.0'", None),
+    "credits": ("fact_source", "'edited'", "recording_id, party_id, role"),
+    "party_aliases": ("alias", "'C'", "party_id, normalized_alias"),
+    "parties": ("name", "'Z'", "normalized_name"),
 }
 
 

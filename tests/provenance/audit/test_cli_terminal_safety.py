@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app, common
 from flows.cli.common import terminal_safe
-from provenance.parties import find_party
+from provenance.parties import add_credit, get_or_create_party
 from tests.provenance.audit.fixtures import build_recorded_run
 
 TITLE = "[bold red]x[/] \x1b[31mred\x1b[0m\x9b2J"
@@ -39,9 +39,9 @@ def test_stored_text_is_printed_literally(
 ) -> None:
     recorded = build_recorded_run(session, tmp_path)
     recorded.recordings[0].title = TITLE
-    party = find_party(session, "Will Savino")
-    assert party is not None
-    party.name = ARTIST
+    # Parties are append-only: the hostile name arrives as a new party credited on the track.
+    party = get_or_create_party(session, ARTIST)
+    add_credit(session, recording_id=recorded.recordings[0].id, party_id=party.id)
     session.commit()
     monkeypatch.setenv("FAIRCHORD_DB_URL", db_url)
     monkeypatch.setattr(common.console, "width", 400)  # one line per row: nothing wraps
