@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenance.audit_log import append_event
+from provenance.audit_log import append_event, chain_head
 from provenance.models import (
     FeatureSetRecording,
     Recording,
@@ -230,6 +230,8 @@ def freeze_snapshot(
     run.members_digest = merkle_root(leaves)
     run.member_count = len(leaves)
     session.flush()
+    # The chain's head before this run's event: checkpoints carry it out of the database.
+    run.audit_head = str(chain_head(session))
     append_event(
         session,
         "training_run.snapshotted",

@@ -1,7 +1,11 @@
 """Check every stored artefact against the digest the provenance DB recorded for it.
 
-Covers the audit log's hash chain, every original in the object store, every
-feature shard (and its manifest), every checkpoint and every gate index.
+Covers the audit log's hash chain and every chain head anchored outside it
+(:mod:`provenance.audit.anchors`), every ledger row against the digest the chain
+recorded for it (:mod:`provenance.audit.coverage`), the facts of editable rows
+against the events that set them (:mod:`provenance.chain_facts`), every original
+in the object store, every feature shard (and its manifest), every checkpoint and
+every gate index.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import fsspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenance.audit_log import verify_chain
+from provenance.audit.anchors import check_anchors, find_anchors, head_problem
+from provenance.audit.coverage import check_row_coverage
+from provenance.audit_log import ChainHead, verify_chain
+from provenance.chain_facts import policy_file_problems, run_problems, threshold_problems
 from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
 
 CHUNK = 1 << 20
@@ -23,7 +31,8 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Discrepancy:
-    # audit_log | object | shard | manifest | checkpoint | index | fingerprints | artist_model
+    # audit_log | anchor | ledger | thresholds | training_run | policy | object | shard |
+    # manifest | checkpoint | index | fingerprints | artist_model
     kind: str
     ref: str
     detail: str
@@ -170,13 +179,42 @@ CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = 
 
 
 def verify_everything(
-    session: Session, *, progress: Callable[[str], None] | None = None
+    session: Session,
+    *,
+    progress: Callable[[str], None] | None = None,
+    home: Path | None = None,
+    expect_head: ChainHead | None = None,
 ) -> IntegrityReport:
+    """Run every check. ``home``: look there for anchored chain heads; ``expect_head``: a
+    head witnessed outside the system that the chain must still contain."""
     checked: dict[str, int] = {}
     discrepancies: list[Discrepancy] = []
     rows, problems = verify_chain(session)
     checked["audit_log"] = rows
     discrepancies.extend(Discrepancy("audit_log", f"row {p.row_id}", p.kind) for p in problems)
+    anchors = find_anchors(home, session) if home is not None else []
+    checked["anchor"] = len(anchors)
+    discrepancies.extend(
+        Discrepancy("anchor", where, problem) for where, problem in check_anchors(session, anchors)
+    )
+    if expect_head is not None:
+        checked["anchor"] += 1
+        head_missing = head_problem(session, expect_head)
+        if head_missing:
+            discrepancies.append(
+                Discrepancy("anchor", f"expected head {expect_head}", head_missing)
+            )
+    covered, findings = check_row_coverage(session)
+    checked["ledger"] = covered
+    discrepancies.extend(Discrepancy("ledger", f.ref, f.detail) for f in findings)
+    for kind, check in (
+        ("thresholds", threshold_problems),
+        ("training_run", run_problems),
+        ("policy", policy_file_problems),
+    ):
+        count, found = check(session)
+        checked[kind] = count
+        discrepancies.extend(Discrepancy(kind, ref, detail) for ref, detail in found)
     for kind, rows_of in CHECKS.items():
         count = 0
         for ref, uri, expected in rows_of(session):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from provenance.audit_log import append_event
 from provenance.consent import ConsentSubject, current_consent
 from provenance.licences import record_licence
 from provenance.models import (
@@ -109,6 +110,21 @@ def build_recorded_run(session: Session, root: Path) -> RecordedRun:
                 leaf_hash=hashlib.sha256(rec.sha256.encode()).hexdigest(),
             )
         )
+    # What freeze_snapshot records: the run's facts, and (in "covers") its members' digests.
+    append_event(
+        session,
+        "training_run.snapshotted",
+        entity="training_run",
+        entity_id=run.id,
+        payload={
+            "policy": policy.name,
+            "policy_version": str(policy.version),
+            "policy_sha256": policy.sha256,
+            "config_name": "debug",
+            "members_digest": run.members_digest,
+            "member_count": run.member_count,
+        },
+    )
     ckpt_path = root / "runs" / str(run.id) / "model.safetensors"
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path.write_bytes(b"checkpoint weights")
@@ -172,16 +188,15 @@ def record_gate(session: Session, run: TrainingRun, root: Path) -> EmbeddingInde
         },
         "fingerprint": {"sha256": "b" * 64, "hashes": 10},
     }
-    session.add(
-        EmbeddingIndex(
-            training_run_id=run.id,
-            embedder_sha256=clap.sha256,
-            sha256="3" * 64,
-            uri=str(root / "clap-index"),
-            vectors=30,
-            thresholds={"track": 0.9},
-        )
+    clap_index = EmbeddingIndex(
+        training_run_id=run.id,
+        embedder_sha256=clap.sha256,
+        sha256="3" * 64,
+        uri=str(root / "clap-index"),
+        vectors=30,
+        thresholds={"track": 0.9},
     )
+    session.add(clap_index)
     gate_index = EmbeddingIndex(
         training_run_id=run.id,
         embedder_sha256=musicnn.sha256,
@@ -192,4 +207,12 @@ def record_gate(session: Session, run: TrainingRun, root: Path) -> EmbeddingInde
     )
     session.add(gate_index)
     session.flush()
+    for index in (clap_index, gate_index):  # what calibration records
+        append_event(
+            session,
+            "gate_index.calibrated",
+            entity="embedding_index",
+            entity_id=index.id,
+            payload={"sha256": index.sha256, "thresholds": index.thresholds},
+        )
     return gate_index

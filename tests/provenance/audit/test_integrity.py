@@ -120,7 +120,7 @@ def test_a_gate_index_folder_is_checked_by_its_combined_digest(
             vectors=1,
         )
     )
-    session.flush()
+    session.commit()  # the commit covers the new ledger row in the audit chain
     report = verify_everything(session)
     assert report.ok, report.discrepancies
     assert report.checked["index"] == 1
