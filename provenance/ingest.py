@@ -44,6 +44,7 @@ from provenance.ingest_checks import header_violation, read_header
 from provenance.ingest_reads import Refused as _Refused
 from provenance.ingest_reads import fetch_remote, open_regular, regular_file_size
 from provenance.models import IngestionRun, QuarantineItem, Recording, Sighting, Source, utcnow
+from provenance.near_duplicates import near_duplicate_of
 from provenance.object_store import ObjectStore, crash_point
 from provenance.sources.base import SourceAdapter, SourceItem, parse_consent
 from provenance.sources.text import fit_text
@@ -51,7 +52,6 @@ from training.audio_io import (
     DEFAULT_CONTAINERS,
     DEFAULT_NEAR_DUPLICATE_BITS,
     AudioProbeError,
-    fingerprint_distance,
     probe_audio,
 )
 
@@ -781,29 +781,14 @@ _FACT_COLUMNS = (
 
 
 def _near_duplicate_of(session: Session, rec: Recording, limits: IngestLimits) -> int | None:
-    """The closest accepted recording whose fingerprint is within the Hamming threshold
-    (and whose duration matches); links point at the root, never at another duplicate."""
-    if not rec.pcm_fingerprint or rec.duration_s is None:
-        return None
-    tol = rec.duration_s * limits.near_duplicate_duration_tolerance + 0.5
-    rows = session.execute(
-        select(Recording.id, Recording.pcm_fingerprint, Recording.duplicate_of_id)
-        .where(
-            Recording.status == "accepted",
-            Recording.pcm_fingerprint.is_not(None),
-            Recording.id != rec.id,
-            Recording.duration_s.between(rec.duration_s - tol, rec.duration_s + tol),
-        )
-        .order_by(Recording.id)
-    ).all()
-    best: tuple[int, int] | None = None
-    for rid, fp, dup_of in rows:
-        if fp is None or len(fp) != len(rec.pcm_fingerprint):
-            continue
-        distance = fingerprint_distance(fp, rec.pcm_fingerprint)
-        if distance <= limits.near_duplicate_bits and (best is None or distance < best[0]):
-            best = (distance, dup_of or rid)
-    return None if best is None else best[1]
+    """The root of the recording ``rec`` duplicates (duration, fingerprint and a fine
+    spectral comparison must all agree: ``provenance.near_duplicates``), or None."""
+    return near_duplicate_of(
+        session,
+        rec,
+        max_bits=limits.near_duplicate_bits,
+        duration_tolerance=limits.near_duplicate_duration_tolerance,
+    )
 
 
 def _record_facts(

@@ -6,6 +6,14 @@ then renames the temporary file into place, so a reader never sees a partial
 object and a killed writer leaves only a temporary file that
 :meth:`ObjectStore.remove_stale_tmp` recognises (its process is gone).
 Putting the same bytes twice is a no-op.
+
+Locations the provenance DB records (objects, feature shards, checkpoints, gate
+indexes) are *home-relative* when they lie inside the fairchord home:
+``home://objects/sha256/ab/ab…`` means ``$FAIRCHORD_HOME/objects/sha256/ab/ab…``
+of whichever home is in use when it is read (:func:`home_location` writes them,
+:func:`resolve_location` reads them), so a home can be moved or restored from
+a backup elsewhere. Locations outside the home, on other filesystems, and the
+absolute ``file://`` URIs written before this scheme, are kept and read as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlparse
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -184,6 +193,51 @@ class ObjectStore:
         if removed:
             logger.info("removed %d stale temporary object file(s)", len(removed))
         return removed
+
+
+HOME_SCHEME = "home://"
+
+
+def home_location(path: str | Path) -> str:
+    """The location to record for a local file or folder: ``home://<relative path>`` when
+    it lies inside the fairchord home, else its absolute ``file://`` URI."""
+    absolute = Path(path).expanduser().resolve()
+    try:
+        relative = absolute.relative_to(fairchord_home().resolve())
+    except ValueError:
+        return absolute.as_uri()
+    return HOME_SCHEME + relative.as_posix()
+
+
+def resolve_location(location: str) -> str:
+    """Where a recorded location is now: ``home://…`` becomes a path inside the current home;
+    anything else (``file://`` and other URIs, plain paths) is returned unchanged."""
+    if not location.startswith(HOME_SCHEME):
+        return location
+    relative = Path(location[len(HOME_SCHEME) :])
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(
+            f"location {location!r} leaves the home; a home:// location is a relative path "
+            "without '..'"
+        )
+    return str(fairchord_home() / relative)
+
+
+def location_path(location: str) -> Path:
+    """The local path of a recorded location (``home://``, ``file://`` or a plain path)."""
+    resolved = resolve_location(location)
+    parsed = urlparse(resolved)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if "://" in resolved:
+        raise ValueError(f"location {location!r} is not on the local filesystem")
+    return Path(resolved)
+
+
+def open_location(location: str, mode: str = "rb") -> IO[Any]:
+    """Open a recorded location (any fsspec URI, ``home://`` resolved first)."""
+    handle: IO[Any] = fsspec.open(resolve_location(location), mode).open()
+    return handle
 
 
 def default_object_store() -> ObjectStore:
