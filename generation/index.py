@@ -37,6 +37,7 @@ from generation.artist_model import ArtistModel
 from generation.fingerprint import FingerprintIndex
 from generation.melody import MelodyIndex
 from provenance.audit_log import append_event
+from provenance.chain_facts import thresholds_problem, thresholds_sha256
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 from provenance.settings import fairchord_home
 
@@ -217,6 +218,7 @@ def build_index_for_run(
             "embedder_sha256": embedder_sha256,
             "snapshot_digest": snapshot_digest,
             "vectors": n,
+            "thresholds_sha256": thresholds_sha256(row.thresholds),
         },
     )
     log.info("gate index %s for run %d: %d vectors", sha[:12], training_run_id, n)
@@ -236,7 +238,11 @@ def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str
         "gate_index.calibrated",
         entity="embedding_index",
         entity_id=row.id,
-        payload={"sha256": row.sha256, "thresholds": dict(thresholds)},
+        payload={
+            "sha256": row.sha256,
+            "thresholds": dict(thresholds),
+            "thresholds_sha256": thresholds_sha256(row.thresholds),
+        },
     )
 
 
@@ -419,6 +425,11 @@ def load_index(
     n = int(index.ntotal)
     if n != len(ids_doc["recording_id"]) or n != row.vectors:
         raise GateUnavailable(f"gate index {row.sha256[:12]} has {n} vectors, id map/row disagree")
+    # Fail closed on thresholds the calibration did not record: one UPDATE must not be
+    # able to switch the gate off.
+    problem = thresholds_problem(session, row)
+    if problem:
+        raise GateUnavailable(f"{problem}; recalibrate (`fairchord gate calibrate`)")
     thresholds = dict(row.thresholds or {})
     fingerprints = _load_fingerprints(directory, thresholds)
     artist_model = _load_artist_model(directory, thresholds)
