@@ -102,7 +102,7 @@ def test_outcome_table_lists_every_reason() -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_cli_ingest_json_strict_and_bad_input(
+def test_cli_ingest_exit_codes_and_bad_input(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.cli import app
@@ -112,12 +112,14 @@ def test_cli_ingest_json_strict_and_bad_input(
     runner = CliRunner()
     limits = ["--max-duration", "6", "--min-duration", "1", "--max-mb", str(1_500_000 / 2**20)]
     result = runner.invoke(app, ["ingest", str(corpus.manifest), "--json", *limits])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # completed, some items quarantined
     summary = json.loads(result.stdout)
     assert summary["counts"]["accepted"] == 5 and summary["counts"]["quarantined"] == 15
     result = runner.invoke(app, ["ingest", str(corpus.manifest), "--strict", *limits])
     assert result.exit_code == 4
     assert "unchanged" in result.stdout and "too_large: 1" in result.stdout
+    result = runner.invoke(app, ["ingest", str(corpus.manifest), "--lenient", *limits])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["ingest", str(corpus.empty_manifest)])
     assert result.exit_code == 2 and "no data rows" in result.stderr
     result = runner.invoke(app, ["ingest", str(tmp_path / "nowhere")])

@@ -162,5 +162,5 @@ def test_kill_the_cli_flow_then_rerun(engine: Engine, db_url: str, tmp_path: Pat
         orphans, missing = store_consistency(s, store)
     assert missing == [] and len(orphans) >= 1
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.returncode == 4, rerun.stderr[-2000:]  # completed; the bad corpus quarantined
     assert normalized(engine, store) == clean_reference("postgresql", corpus.manifest, tmp_path)
