@@ -25,6 +25,7 @@ from provenance.audit.coverage import check_row_coverage
 from provenance.audit_log import ChainHead, verify_chain
 from provenance.chain_facts import policy_file_problems, run_problems, threshold_problems
 from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
+from provenance.object_store import resolve_location
 
 CHUNK = 1 << 20
 
@@ -70,6 +71,7 @@ def sha256_index_dir(path: str) -> str:
 def _check_digest(kind: str, ref: str, uri: str | None, expected: str) -> Discrepancy | None:
     if not uri:
         return Discrepancy(kind, ref, "no stored location recorded")
+    uri = resolve_location(uri)  # home:// locations are read in the home now in use
     try:
         is_index_dir = kind == "index" and fsspec.core.url_to_fs(uri)[0].isdir(uri)
         actual = sha256_index_dir(uri) if is_index_dir else sha256_uri(uri)
@@ -141,7 +143,7 @@ def _manifest_shards(session: Session) -> list[Discrepancy]:
         if not fs.manifest_uri:
             continue
         try:
-            with fsspec.open(fs.manifest_uri, "rt", encoding="utf-8") as handle:
+            with fsspec.open(resolve_location(fs.manifest_uri), "rt", encoding="utf-8") as handle:
                 manifest = json.load(handle)
         except (OSError, ValueError) as exc:
             found.append(Discrepancy("manifest", f"feature set {fs.id}", f"unreadable: {exc}"))
