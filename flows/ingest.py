@@ -116,9 +116,7 @@ def list_source_items(
 ) -> ListedSource:
     """Open the source and list its items; an unlistable source (an empty manifest, say)
     comes back with ``error`` set so the flow can record it."""
-    adapter = open_source(
-        source_uri, manifest=manifest, root=root, allowed_schemes=allowed_schemes
-    )
+    adapter = open_source(source_uri, manifest=manifest, root=root, allowed_schemes=allowed_schemes)
     try:
         items = list(adapter.items())
     except SourceError as exc:
