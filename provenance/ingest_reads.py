@@ -15,6 +15,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from provenance.sources.text import clean_text
+
 _CHUNK = 1 << 20
 
 
@@ -24,8 +26,9 @@ class Refused(Exception):
     def __init__(
         self, code: str, detail: str, *, sha256: str | None = None, size: int | None = None
     ) -> None:
+        detail = (clean_text(detail) or "")[:2000]  # error messages may quote hostile input
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail, self.sha256, self.size = code, detail[:2000], sha256, size
+        self.code, self.detail, self.sha256, self.size = code, detail, sha256, size
 
 
 class NotRegularFile(OSError):
