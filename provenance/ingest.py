@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
-from provenance.ingest_checks import header_violation, read_header
+from provenance.ingest_checks import judge_header
 from provenance.ingest_reads import Refused as _Refused
 from provenance.ingest_reads import fetch_remote, open_regular, regular_file_size
 from provenance.models import IngestionRun, QuarantineItem, Recording, Sighting, Source, utcnow
@@ -301,27 +301,12 @@ def _prepare_local(
 def _header_refusal(
     item: SourceItem, path: Path, sha: str, size: int, limits: IngestLimits
 ) -> PreparedItem | None:
-    """A file whose header alone rules it out, refused before anything is decoded (so a
-    header's claims cannot make decoding cost more than the limits allow)."""
-    header = read_header(path)
-    if header is None or header.container not in limits.containers:
-        return None  # the decoder's own checks name the reason
-    violation = header_violation(
-        header,
-        min_sample_rate_hz=limits.min_sample_rate_hz,
-        max_sample_rate_hz=limits.max_sample_rate_hz,
-        max_channels=limits.max_channels,
-        max_duration_s=limits.max_duration_s,
-    )
-    if violation is None:
+    refusal = judge_header(path, limits)
+    if refusal is None:
         return None
+    code, detail, facts = refusal
     return PreparedItem(
-        item=item,
-        sha256=sha,
-        size_bytes=size,
-        facts=header.to_dict() if violation[0] == "too_long" else None,
-        reason_code=violation[0],
-        reason_detail=violation[1],
+        item=item, sha256=sha, size_bytes=size, facts=facts, reason_code=code, reason_detail=detail
     )
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provenance.ingest import IngestLimits
 
 # A declared length may exceed the limit by this much before the header alone refuses it:
 # MP3 lengths are estimates, so a file at the limit is left to the decoder's exact count.
@@ -104,3 +107,25 @@ def header_violation(
             f"the header declares {header.duration_s:.2f} s > max {max_duration_s} s (not decoded)",
         )
     return None
+
+
+def judge_header(
+    path: str | Path, limits: IngestLimits
+) -> tuple[str, str, dict[str, Any] | None] | None:
+    """``(reason code, detail, facts to keep)`` when ``path``'s header alone rules it out
+    under ``limits``, else None. Only ``too_long`` keeps the header's facts: wider limits
+    may readmit such a file, and its row should say how long it is meanwhile."""
+    header = read_header(path)
+    if header is None or header.container not in limits.containers:
+        return None  # the decoder's own checks name the reason
+    violation = header_violation(
+        header,
+        min_sample_rate_hz=limits.min_sample_rate_hz,
+        max_sample_rate_hz=limits.max_sample_rate_hz,
+        max_channels=limits.max_channels,
+        max_duration_s=limits.max_duration_s,
+    )
+    if violation is None:
+        return None
+    code, detail = violation
+    return code, detail, header.to_dict() if code == "too_long" else None
