@@ -3,10 +3,12 @@
 Two phases per item, so the expensive part needs no database and the
 database part is short:
 
-1. :func:`prepare_item` (no DB): read the bytes, sha256 them, decode-validate
-   and measure them (``training.audio_io.probe_audio``), read file tags, and,
-   only for acceptable audio, copy the bytes into the content-addressed object
-   store (temporary name, then rename).
+1. :func:`prepare_item` (no DB): read the bytes (never blocking on a FIFO, never
+   following a URL the source does not allow; :mod:`provenance.ingest_reads`),
+   sha256 them, judge the header before decoding (:mod:`provenance.ingest_checks`),
+   decode-validate and measure them (``training.audio_io.probe_audio``), read file
+   tags, and, only for acceptable audio, copy the bytes into the content-addressed
+   object store (temporary name, then rename).
 2. :func:`record_prepared` (caller's transaction): the recording (or the
    existing one with the same sha256), its sighting, near-duplicate link,
    credits, licence assertion, manifest consent events and audit events.
