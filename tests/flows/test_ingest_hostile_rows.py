@@ -112,3 +112,25 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.exit_code == 0
     assert "4 the run completed, but some items are quarantined" in " ".join(result.stdout.split())
     assert "--allow-scheme" in result.stdout and "--lenient" in result.stdout
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_hostile_csv_batch_through_the_flow(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """The Prefect path (tasks, artifacts, summary) meets every hostile manifest row too."""
+    from flows.ingest import run_ingest
+    from tests.adversarial.hostile import build_hostile_batch
+    from tests.adversarial.test_hostile_batch import LIMITS
+
+    batch = build_hostile_batch(tmp_path / "batch")
+    summary = run_ingest(str(batch.csv_manifest), db_url=db_url, limits=LIMITS)
+    got = {
+        o["locator"]: (o["status"], o["reason_code"], tuple(o["flags"]))
+        for o in summary["outcomes"]
+    }
+    want = {loc: (e.status, e.reason, e.flags) for loc, e in batch.expected("csv").items()}
+    assert got == want
+    with session_factory(engine)() as s:
+        assert set(s.scalars(select(IngestionRun.status))) == {"completed"}
+        assert store_consistency(s, default_object_store()) == ([], [])
