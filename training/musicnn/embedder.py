@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,39 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_pinned(root: Path, weight_files: Mapping[str, str]) -> None:
+    """Refuse a checkpoint directory whose files are missing or not the pinned ones."""
+    for name, want in weight_files.items():
+        path = root / name
+        if not path.is_file():
+            raise MusicnnUnavailable(
+                f"{path} is missing: install the weights with "
+                f"`pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}`"
+            )
+        actual = _sha256(path)
+        if actual != want:
+            raise MusicnnUnavailable(
+                f"{path} has sha256 {actual}, not the pinned {want}; reinstall "
+                f"{PACKAGE}=={PACKAGE_VERSION}"
+            )
+
+
+def patch_levels_db(wave_16k: np.ndarray) -> np.ndarray:
+    """RMS level (dBFS) of the audio under each 3 s patch :func:`frontend.patches` cuts: a
+    window of digital silence or near-silence says nothing about what the music is."""
+    wave = np.asarray(wave_16k, dtype=np.float64)
+    step = PATCH_FRAMES * HOP
+    count = max(1, (len(wave) // HOP + 1 - PATCH_FRAMES) // PATCH_FRAMES + 1)
+    if len(wave) // HOP + 1 < PATCH_FRAMES:
+        count = 1  # repeat-padded to one patch
+    levels = []
+    for i in range(count):
+        part = wave[i * step : (i + 1) * step] if count > 1 else wave
+        rms = float(np.sqrt(np.mean(part**2))) if part.size else 0.0
+        levels.append(20.0 * np.log10(max(rms, 1e-12)))
+    return np.array(levels)
+
+
 def weights_sha256() -> str:
     """One digest over the pinned checkpoint files' digests."""
     text = "".join(f"{name}:{sha}\n" for name, sha in sorted(WEIGHT_FILES.items()))
@@ -138,19 +171,7 @@ class MusicnnEmbedder:
     ) -> MusicnnEmbedder:
         """Load and verify the pinned checkpoint from the installed wheel (or ``directory``)."""
         root = directory if directory is not None else package_dir() / MODEL_DIR
-        for name, want in WEIGHT_FILES.items():
-            path = root / name
-            if not path.is_file():
-                raise MusicnnUnavailable(
-                    f"{path} is missing: install the weights with "
-                    f"`pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}`"
-                )
-            actual = _sha256(path)
-            if actual != want:
-                raise MusicnnUnavailable(
-                    f"{path} has sha256 {actual}, not the pinned {want}; reinstall "
-                    f"{PACKAGE}=={PACKAGE_VERSION}"
-                )
+        verify_pinned(root, WEIGHT_FILES)
         model = Musicnn()
         model.load_tf_variables(read_bundle(str(root) + "/"))
         return cls(model=model, feature=feature)
@@ -180,17 +201,7 @@ class MusicnnEmbedder:
     def window_levels_db(self, wave_16k: np.ndarray) -> np.ndarray:
         """RMS level (dBFS) of the audio under each window ``embed_audio`` returns: a window
         of digital silence or near-silence says nothing about what the music is."""
-        wave = np.asarray(wave_16k, dtype=np.float64)
-        step = PATCH_FRAMES * HOP
-        count = max(1, (len(wave) // HOP + 1 - PATCH_FRAMES) // PATCH_FRAMES + 1)
-        if len(wave) // HOP + 1 < PATCH_FRAMES:
-            count = 1  # repeat-padded to one patch
-        levels = []
-        for i in range(count):
-            part = wave[i * step : (i + 1) * step] if count > 1 else wave
-            rms = float(np.sqrt(np.mean(part**2))) if part.size else 0.0
-            levels.append(20.0 * np.log10(max(rms, 1e-12)))
-        return np.array(levels)
+        return patch_levels_db(wave_16k)
 
     def embed_clips(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [self.embed_audio(w) for w in waves]
