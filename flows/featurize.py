@@ -33,6 +33,7 @@ from provenance.features import (
     recording_tags,
     recordings_to_featurize,
 )
+from provenance.object_store import home_location
 from provenance.settings import fairchord_home
 from training.captions import ClapTagger
 from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
@@ -103,7 +104,7 @@ def plan_featurization(
                 session,
                 mel_config_hash=config.hash(),
                 mel_config=config.to_dict(),
-                root_uri=Path(root).as_uri(),
+                root_uri=home_location(root),
             )
             jobs = [
                 RecordingJob(
@@ -288,9 +289,9 @@ def featurize_flow(
                 for rid, info in per_recording.items()
                 if info["shard"]
             ],
-            manifest_path(root).as_uri(),
+            home_location(manifest_path(root)),
             manifest_sha,
-            root.as_uri(),
+            home_location(root),
         )
         _record_empty_recordings(db_url, fs_id, per_recording)
     took = time.perf_counter() - started

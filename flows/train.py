@@ -28,12 +28,12 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from prefect import flow, get_run_logger, task
 from sqlalchemy import select
 
 from provenance.db import make_engine, session_factory
+from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,13 @@ def run_dir(training_run_id: int) -> Path:
 
 
 def uri_to_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path) if parsed.scheme else uri)
-    raise ValueError(f"feature set at {uri}: only local paths / file:// URIs can be trained on")
+    """The local path of a recorded location (``home://``, ``file://`` or a plain path)."""
+    try:
+        return location_path(uri)
+    except ValueError:
+        raise ValueError(
+            f"feature set at {uri}: only local paths / file:// URIs can be trained on"
+        ) from None
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -176,7 +179,7 @@ def record_checkpoint_step(
             row = Checkpoint(
                 training_run_id=training_run_id,
                 sha256=sha256,
-                uri=Path(path).resolve().as_uri(),
+                uri=home_location(path),
                 step=step,
                 is_final=is_final,
             )

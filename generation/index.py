@@ -39,6 +39,7 @@ from generation.melody import MelodyIndex
 from provenance.audit_log import append_event
 from provenance.chain_facts import thresholds_problem, thresholds_sha256
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
+from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def build_index_for_run(
         training_run_id=training_run_id,
         embedder_sha256=embedder_sha256,
         sha256=sha,
-        uri=str(directory),
+        uri=home_location(directory),
         vectors=n,
         thresholds=thresholds or None,
     )
@@ -228,7 +229,7 @@ def build_index_for_run(
 def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str, Any]) -> None:
     """Record calibrated thresholds on the row and in meta.json (index sha256 unchanged)."""
     row.thresholds = dict(thresholds)
-    meta_path = Path(row.uri) / META_FILE
+    meta_path = location_path(row.uri) / META_FILE
     meta = json.loads(meta_path.read_text())
     meta["thresholds"] = dict(thresholds)
     _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
@@ -253,7 +254,7 @@ def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> s
     which is what loading verifies the file against.
     """
     data = fingerprints.to_bytes()
-    _write_atomic(Path(row.uri) / FINGERPRINTS_FILE, data)
+    _write_atomic(location_path(row.uri) / FINGERPRINTS_FILE, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -261,14 +262,14 @@ def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
     """Write the calibrated artist model beside the vectors; returns its sha256 (the caller
     records it in ``thresholds["artist_model"]["sha256"]``)."""
     data = model.to_bytes()
-    _write_atomic(Path(row.uri) / ARTIST_MODEL_FILE, data)
+    _write_atomic(location_path(row.uri) / ARTIST_MODEL_FILE, data)
     return hashlib.sha256(data).hexdigest()
 
 
 def store_melody(row: EmbeddingIndex, data: bytes) -> str:
     """Write the snapshot's serialised melody index beside the vectors; returns its sha256
     (the caller records it in ``thresholds["melody"]["sha256"]``)."""
-    _write_atomic(Path(row.uri) / MELODY_FILE, data)
+    _write_atomic(location_path(row.uri) / MELODY_FILE, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -382,7 +383,7 @@ def load_index(
         raise GateUnavailable(
             f"training run {run.id} has no gate index: run `fairchord gate calibrate`"
         )
-    directory = Path(row.uri)
+    directory = location_path(row.uri)
     try:
         vec_sha = _sha256_file(directory / VECTORS_FILE)
         ids_sha = _sha256_file(directory / IDS_FILE)

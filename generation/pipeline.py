@@ -43,7 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import torch
@@ -57,6 +56,7 @@ from generation.vocoder import GriffinLimVocoder, Vocoder
 from provenance.audit.taint import RunTaint, run_taint
 from provenance.audit_log import append_event
 from provenance.models import Checkpoint, Generation, TrainingRun, utcnow
+from provenance.object_store import location_path
 from training.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
 from training.diffusion.denoiser import Denoiser
 from training.diffusion.sampling import SAMPLERS, sample_mels
@@ -267,13 +267,11 @@ def _taint_payload(taint: RunTaint) -> dict[str, Any]:
 
 
 def checkpoint_path(uri: str) -> Path:
-    """The local path of a checkpoint URI (``file://`` or a plain path)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "":
-        return Path(uri)
-    raise CheckpointInvalid(f"checkpoint at {uri}: only local files can be loaded")
+    """The local path of a checkpoint location (``home://``, ``file://`` or a plain path)."""
+    try:
+        return location_path(uri)
+    except ValueError:
+        raise CheckpointInvalid(f"checkpoint at {uri}: only local files can be loaded") from None
 
 
 def load_verified_checkpoint(

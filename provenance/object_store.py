@@ -83,9 +83,10 @@ class ObjectStore:
         return f"{self.root}/sha256/{sha256[:2]}/{sha256}"
 
     def uri_for(self, sha256: str) -> str:
+        """The location to record for an object: home-relative when the store is in the home."""
         path = self.path_for(sha256)
         if self.local:
-            return Path(path).as_uri()
+            return home_location(path)
         return str(self.fs.unstrip_protocol(path))
 
     def exists(self, sha256: str) -> bool:

@@ -424,6 +424,10 @@ def load_audio(uri_or_path: str, *, sample_rate: int, mono: bool = True) -> np.n
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if str(uri_or_path).startswith("home://"):  # a location recorded inside the home
+        from provenance.object_store import resolve_location
+
+        uri_or_path = resolve_location(str(uri_or_path))
     if "://" in str(uri_or_path):
         import fsspec
 

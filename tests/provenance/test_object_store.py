@@ -91,3 +91,37 @@ def test_killed_writer_leaves_only_a_temporary_file_that_is_swept(tmp_path: Path
     assert not any((root / "tmp").iterdir())
     sha, _ = store.put_file(src)
     assert list(store.iter_shas()) == [sha]
+
+
+def test_locations_inside_the_home_are_home_relative(tmp_path: Path) -> None:
+    from provenance.object_store import home_location, location_path, resolve_location
+    from provenance.settings import fairchord_home
+
+    home = fairchord_home()
+    inside = home / "runs" / "3" / "final.safetensors"
+    assert home_location(inside) == "home://runs/3/final.safetensors"
+    assert resolve_location("home://runs/3/final.safetensors") == str(inside)
+    assert location_path("home://runs/3/final.safetensors") == inside
+    # Outside the home: the absolute file URI, as before.
+    outside = tmp_path / "elsewhere" / "x.bin"
+    assert home_location(outside) == outside.as_uri()
+    # Old absolute locations and other URIs are read as they are.
+    for kept in (outside.as_uri(), str(outside), "s3://bucket/key", "memory://x"):
+        assert resolve_location(kept) == kept
+    assert location_path(outside.as_uri()) == outside
+    assert location_path(str(outside)) == outside
+    with pytest.raises(ValueError, match="not on the local filesystem"):
+        location_path("s3://bucket/key")
+    for escaping in ("home://../etc/passwd", "home:///etc/passwd", "home://a/../../b"):
+        with pytest.raises(ValueError, match="leaves the home"):
+            resolve_location(escaping)
+
+
+def test_a_store_in_the_home_records_home_locations(tmp_path: Path) -> None:
+    from provenance.object_store import open_location
+
+    store = default_object_store()
+    sha, uri = store.put_bytes(b"bytes in the home")
+    assert uri == f"home://objects/sha256/{sha[:2]}/{sha}"
+    with open_location(uri) as handle:
+        assert handle.read() == b"bytes in the home"
