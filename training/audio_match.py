@@ -134,7 +134,8 @@ def profile_similarity(a: SpectralProfile, b: SpectralProfile, *, max_lag_s: flo
     """The best cell-by-cell correlation of ``a`` and ``b`` at any lag up to ``max_lag_s``.
 
     Only lags that keep at least 90 % of the shorter profile overlapping count, so a
-    short clip cannot match by sliding into one corner of a long one.
+    short clip cannot match by sliding into one corner of a long one. The products for
+    every lag come from one FFT cross-correlation, the sums from running totals.
     """
     if max_lag_s < 0:
         raise ValueError(f"max_lag_s must be >= 0, got {max_lag_s}")
@@ -143,28 +144,38 @@ def profile_similarity(a: SpectralProfile, b: SpectralProfile, *, max_lag_s: flo
         return ProfileMatch(0.0, 0, 0)
     max_lag = int(math.ceil(max_lag_s * PROFILE_RATE / PROFILE_HOP))
     min_overlap = int(math.ceil(0.9 * shorter))
+    x = a.cells.astype(np.float64)
+    y = b.cells.astype(np.float64)
+    size = 1 << int(math.ceil(math.log2(a.frames + b.frames)))
+    spectrum = np.conj(np.fft.rfft(x, size, axis=0)) * np.fft.rfft(y, size, axis=0)
+    cross = np.fft.irfft(spectrum.sum(axis=1), size)  # cross[lag % size] = Σ x[i]·y[i + lag]
+    sum_x, sum_xx = _running_totals(x)
+    sum_y, sum_yy = _running_totals(y)
+    bands = x.shape[1]
     best = ProfileMatch(-1.0, 0, 0)
     for lag in range(-max_lag, max_lag + 1):
-        # a[i] lines up with b[i + lag]
-        start_a = max(0, -lag)
-        end_a = min(a.frames, b.frames - lag)
-        if end_a - start_a < min_overlap:
+        # x[i] lines up with y[i + lag]
+        start, end = max(0, -lag), min(a.frames, b.frames - lag)
+        if end - start < min_overlap:
             continue
-        x = a.cells[start_a:end_a].ravel().astype(np.float64)
-        y = b.cells[start_a + lag : end_a + lag].ravel().astype(np.float64)
-        corr = _pearson(x, y)
+        cells = (end - start) * bands
+        sx, sxx = sum_x[end] - sum_x[start], sum_xx[end] - sum_xx[start]
+        sy, syy = sum_y[end + lag] - sum_y[start + lag], sum_yy[end + lag] - sum_yy[start + lag]
+        var_x, var_y = sxx - sx * sx / cells, syy - sy * sy / cells
+        if var_x <= 1e-9 * max(abs(sxx), 1e-30) or var_y <= 1e-9 * max(abs(syy), 1e-30):
+            # A constant profile (silence, or flat in every band) carries no evidence.
+            corr = 0.0
+        else:
+            corr = float((cross[lag % size] - sx * sy / cells) / math.sqrt(var_x * var_y))
         if corr > best.correlation:
-            best = ProfileMatch(corr, lag, end_a - start_a)
-    if best.correlation < -0.5 and best.overlap_frames == 0:
-        return ProfileMatch(0.0, 0, 0)
-    return best
+            best = ProfileMatch(corr, lag, end - start)
+    return best if best.overlap_frames else ProfileMatch(0.0, 0, 0)
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x = x - x.mean()
-    y = y - y.mean()
-    denominator = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
-    if denominator <= 0:
-        # A constant profile (silence, or a signal flat in every band) carries no evidence.
-        return 0.0
-    return float(np.dot(x, y) / denominator)
+def _running_totals(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative per-frame sums of the cells and of their squares, each with a leading 0."""
+    zero = np.zeros(1)
+    return (
+        np.concatenate([zero, np.cumsum(cells.sum(axis=1))]),
+        np.concatenate([zero, np.cumsum((cells * cells).sum(axis=1))]),
+    )
