@@ -133,6 +133,7 @@ def snapshot_step(
             return {
                 "training_run_id": run.id,
                 "members_digest": run.members_digest,
+                "audit_head": run.audit_head or "",
                 "member_count": run.member_count,
                 "members": {str(k): v for k, v in member_sha256s(session, run.id).items()},
                 "feature_root": str(uri_to_path(fs.root_uri)),
@@ -245,6 +246,7 @@ def train_step(
                 "training_run_id": run_id,
                 "snapshot_digest": snapshot["members_digest"],
                 "run_name": f"run-{run_id}",
+                "audit_head": snapshot.get("audit_head", ""),
             },
         },
     )
@@ -299,6 +301,7 @@ def train_step(
             training_run_id=run_id,
             snapshot_digest=snapshot["members_digest"],
             run_name=f"run-{run_id}",
+            audit_head=snapshot.get("audit_head", ""),
         ),
         resume_from=snapshot.get("resume_from"),
         progress=progress,

@@ -54,7 +54,7 @@ from generation.prompt_screen import PromptScreen, ScreenResult, record_screen_d
 from generation.variation import sample_variation, variation_sigmas
 from generation.vocoder import GriffinLimVocoder, Vocoder
 from provenance.audit.taint import RunTaint, run_taint
-from provenance.audit_log import append_event
+from provenance.audit_log import append_event, chain_head
 from provenance.models import Checkpoint, Generation, TrainingRun, utcnow
 from provenance.object_store import location_path
 from training.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
@@ -696,6 +696,9 @@ def generate(
                 seconds=seconds,
                 tainted_override=outcome.tainted_override,
             )
+            # The chain's head after this clip's gate decision: an anchor that leaves with
+            # the clip (provenance.audit.anchors).
+            sidecar["audit_head"] = chain_head(session).to_dict()
             write_sidecar(clip.sidecar_path, sidecar)
             row.output_uri = clip.audio_path.resolve().as_uri()
             row.output_sha256 = clip.output_sha256

@@ -9,7 +9,9 @@ One file holds:
   JSON object: ``meta`` = {``format``, ``config`` (the resolved
   :class:`~training.train_config.TrainConfig`), ``mel_config``,
   ``mel_config_hash``, ``clap_sha256``, ``training_run_id``,
-  ``snapshot_digest``, ``step``, ``run_name``} and, when resumable,
+  ``snapshot_digest``, ``step``, ``run_name``, and ``audit_head``, the audit
+  chain's head ``SEQ:HASH`` when the snapshot was frozen, an anchor that
+  ``fairchord audit verify`` checks, when the run has one} and, when resumable,
   ``optim_param_groups`` and ``train_state`` (step, data-order position, loss
   history, python/numpy RNG states; the LR is a pure function of the step).
 
@@ -65,8 +67,10 @@ class CheckpointMeta:
     snapshot_digest: str = ""
     step: int = 0
     run_name: str = ""
+    audit_head: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        anchor = {"audit_head": self.audit_head} if self.audit_head else {}
         return {
             "format": FORMAT,
             "config": self.config.to_dict(),
@@ -77,6 +81,7 @@ class CheckpointMeta:
             "snapshot_digest": self.snapshot_digest,
             "step": self.step,
             "run_name": self.run_name,
+            **anchor,
         }
 
     @classmethod
@@ -99,6 +104,7 @@ class CheckpointMeta:
             snapshot_digest=str(data["snapshot_digest"]),
             step=int(data["step"]),
             run_name=str(data["run_name"]),
+            audit_head=str(data.get("audit_head", "")),
         )
 
 

@@ -78,6 +78,8 @@ class RunInfo:
     training_run_id: int | None = None
     snapshot_digest: str = ""
     run_name: str = ""
+    # The audit chain's head (SEQ:HASH) when the run's snapshot was frozen.
+    audit_head: str = ""
 
 
 @dataclass

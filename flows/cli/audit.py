@@ -27,6 +27,7 @@ from provenance.csv_safety import safe_row
 
 if TYPE_CHECKING:
     from provenance.audit.licence_report import LicenceReport
+    from provenance.audit_log import ChainHead
 
 audit_app = typer.Typer(
     help="Audit training data: licences, consent, taint, attribution, export, integrity.",
@@ -78,7 +79,24 @@ _CSV_COLUMNS = [
     "policy_version",
     "minutes",
     "taint_reasons",
+    "audit_head",
 ]
+
+
+def _head_text(report: LicenceReport) -> str:
+    head = report.audit_head or {}
+    return f"{head.get('seq')}:{head.get('hash')}" if head else ""
+
+
+def _witness_reports(reports: list[LicenceReport], what: str) -> None:
+    """Note each report's chain head in the home's witness log (provenance.audit.anchors)."""
+    from provenance.audit.anchors import parse_anchor, witness
+    from provenance.settings import fairchord_home
+
+    for r in reports:
+        head = parse_anchor(r.audit_head)
+        if head is not None:
+            witness(fairchord_home(), head, f"{what} for checkpoint {r.checkpoint_id}")
 
 
 @audit_app.command("licenses")
@@ -141,12 +159,15 @@ def licenses(
                                 "policy_version": r.policy_version_at_snapshot,
                                 "minutes": f"{m.minutes:.3f}",
                                 "taint_reasons": "; ".join(m.taint_reasons),
+                                "audit_head": _head_text(r),
                             }
                         )
                     )
             text = buffer.getvalue()
         else:
             text = ""
+    if fmt is not ReportFormat.table:
+        _witness_reports(reports, f"audit licenses --format {fmt.value}")
     if fmt is ReportFormat.table:
         for r in reports:
             _print_table(r)
@@ -351,6 +372,7 @@ def export(
     with session_scope() as session:
         (report,) = _reports(session, checkpoint, False)
         doc = croissant_snapshot(report)
+    _witness_reports([report], "audit export --format croissant")
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,14 +382,61 @@ def export(
         typer.echo(text, nl=False)
 
 
-@audit_app.command("verify")
-def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Check the audit log's hash chain, every stored object, every shard against its manifest,
-    and every checkpoint and index against its recorded digest. Exit 1 naming each problem."""
-    from provenance.audit.integrity import verify_everything
+@audit_app.command("head")
+def head(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the audit chain's head as SEQ:HASH (the newest row's id and hash). Keep it
+    outside the system (a ticket, an email, a transparency log): `audit verify
+    --expect-head SEQ:HASH` later proves the chain still holds that row, so the newest rows
+    were not removed and the chain was not rewritten. The head is also noted in the
+    home's witness log, which `audit verify` checks."""
+    from provenance.audit.anchors import witness
+    from provenance.audit_log import chain_head
+    from provenance.settings import fairchord_home
 
     with session_scope() as session:
-        report = verify_everything(session)
+        current = chain_head(session)
+    witness(fairchord_home(), current, "fairchord audit head")
+    if as_json:
+        print_json({**current.to_dict(), "head": str(current)})
+    else:
+        typer.echo(str(current))
+
+
+def _expected_head(value: str | None) -> ChainHead | None:
+    from provenance.audit_log import ChainHead
+
+    if value is None:
+        return None
+    try:
+        return ChainHead.parse(value)
+    except ValueError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+@audit_app.command("verify")
+def verify(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    expect_head: str | None = typer.Option(
+        None,
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="A head printed earlier by `audit head`: the chain must still contain that row "
+        "with that hash.",
+    ),
+) -> None:
+    """Check the audit log's hash chain against itself and every head anchored outside it
+    (reports, exports, sidecars and checkpoints in the home, the witness log,
+    --expect-head); every ledger row (consent, licences, credits, aliases, parties, gate
+    decisions, snapshot members, embedders, indexes) against the digest the chain
+    recorded; gate thresholds, training runs and policy files against the events that set
+    them; every stored object, every shard against its manifest, and every checkpoint and
+    index against its recorded digest. Exit 1 naming each problem."""
+    from provenance.audit.integrity import verify_everything
+    from provenance.settings import fairchord_home
+
+    expected = _expected_head(expect_head)
+    with session_scope() as session:
+        report = verify_everything(session, home=fairchord_home(), expect_head=expected)
     if as_json:
         print_json(
             {

@@ -14,6 +14,8 @@ pretrained embedder (sha256, SPDX licence, source package) that
 was calibrated against; ``gateDetector`` holds the recorded facts as a JSON
 literal (``provenance.audit.detectors.gate_detectors``). An empty list means the
 gate is not calibrated, which the dataset's description also says.
+``auditHead`` is the audit chain's head (``{"seq", "hash"}``) when the export was
+made, an anchor ``fairchord audit verify`` checks (``provenance.audit.anchors``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ CONTEXT: dict[str, Any] = {
     "transform": "cr:transform",
     "gateDetectors": {"@id": "fairchord:gateDetectors", "@container": "@set"},
     "gateDetector": {"@id": "fairchord:gateDetector", "@type": "@json"},
+    "auditHead": {"@id": "fairchord:auditHead", "@type": "@json"},
 }
 
 _MEMBER_FIELDS = (
@@ -211,6 +214,8 @@ def croissant_snapshot(report: LicenceReport) -> dict[str, Any]:
         "prov:wasDerivedFrom": [{"@id": d["@id"]} for d in distribution],
         "distribution": distribution,
         "gateDetectors": [_gate_detector(d) for d in report.gate_detectors],
+        # The audit chain's head when exported: `fairchord audit verify` checks it.
+        "auditHead": report.audit_head,
         "recordSet": [
             {
                 "@type": "cr:RecordSet",

@@ -92,6 +92,11 @@ def _gate_section(report: LicenceReport) -> str:
     )
 
 
+def _head_text(report: LicenceReport) -> str:
+    head = report.audit_head or {}
+    return f"{head.get('seq', '')}:{head.get('hash', '')}" if head else ""
+
+
 def render_html(session: Session, report: LicenceReport) -> str:
     policy = load_policy(report.policy)
     reasons: Counter[str] = Counter()
@@ -157,6 +162,7 @@ def render_html(session: Session, report: LicenceReport) -> str:
     images = "".join(f'<img alt="chart" src="{data_uri(png)}">' for png in charts)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="fairchord-audit-head" content="{escape(_head_text(report))}">
 <title>fairchord licence audit — checkpoint {report.checkpoint_id}</title>
 <style>{_STYLE}</style></head><body>
 <h1>Licence audit: checkpoint {report.checkpoint_id}</h1>
@@ -165,7 +171,8 @@ training run {report.training_run_id}, policy <b>{escape(report.policy)}</b>
 v{escape(report.policy_version_at_snapshot)} (now v{escape(report.policy_version_now)}),
 snapshot {escape(report.snapshot_at.isoformat())}, digest
 <code>{escape(report.snapshot_digest or "")}</code><br>
-generated {escape(report.generated_at.isoformat())}</p>
+generated {escape(report.generated_at.isoformat())}, audit chain head
+<code id="audit-head">{escape(_head_text(report))}</code></p>
 <p>Verdict: <span class="verdict {report.verdict}" id="verdict">{report.verdict}</span>
 — {len(report.members)} recordings, {total_minutes:.1f} minutes of audio.</p>
 {taint_html}

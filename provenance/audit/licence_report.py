@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from provenance.audit.detectors import gate_detectors, gate_summary
 from provenance.audit.members import MemberRow, member_rows
 from provenance.audit.taint import RunTaint, run_taint
+from provenance.audit_log import chain_head
 from provenance.models import Checkpoint, TrainingRun, utcnow
 from provenance.policies import load_policy
 
@@ -74,6 +75,9 @@ class LicenceReport:
     taint: RunTaint
     # What the similarity gate itself learned from (``provenance.audit.detectors``).
     gate_detectors: list[dict[str, Any]]
+    # The audit chain's head when the report was made ({"seq", "hash"}): an anchor that
+    # leaves the database with the report (``provenance.audit.anchors``).
+    audit_head: dict[str, Any] | None = None
 
     @property
     def gate_summary(self) -> str:
@@ -150,6 +154,7 @@ def build_licence_report(
         verdict="tainted" if taint.tainted else "clean",
         taint=taint,
         gate_detectors=gate_detectors(session, checkpoint.id),
+        audit_head=chain_head(session).to_dict(),
     )
 
 
