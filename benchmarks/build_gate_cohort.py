@@ -5,15 +5,17 @@
 
 Takes the **tune** half's ``outside`` tracks of the evaluation set only (the report half is
 never seen by the gate), a 30 s excerpt from the middle of each, embeds it with the gate's
-MSD-musicnn embedder and stores the windows with each track's package, path, artist and
-licence. Tracks whose sha256-of-path is even are the ``cohort`` (score normalisation), the
-others the ``calibration`` negatives, exactly as ``benchmarks/artist_eval.py`` splits them.
+MSD-musicnn embedder and stores the windows with each track's package, path, artist,
+licence and file sha256 (calibration leaves out a track that is a snapshot member).
+Tracks whose sha256-of-path is even are the ``cohort`` (score normalisation), the others
+the ``calibration`` negatives, exactly as ``benchmarks/artist_eval.py`` splits them.
 Needs the Debian packages of ``benchmarks/install_gate_music.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "path": row["path"],
                 "artist": row["artist"],
                 "licence": row["licence"],
+                "sha256": hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest(),
                 "excerpt_seconds": round(len(tracks[-1]) * 3.0, 1),
             }
         )

@@ -6,14 +6,16 @@
 The same tracks as the musicnn cohort (``build_gate_cohort.py``): the **tune** half's
 ``outside`` tracks only, a 30 s excerpt from the middle of each, decoded to 16 kHz mono as
 the gate decodes, and stored as the melody detector's chroma with each track's package,
-path, artist and licence. All of them are negatives for the melody threshold (the
-detector has no score normalisation to keep apart). Needs the Debian packages of
+path, artist, licence and file sha256 (calibration leaves out a track that is a member).
+All of them are negatives for the melody threshold (the detector has no score
+normalisation to keep apart). Needs the Debian packages of
 ``benchmarks/install_gate_music.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 "path": row["path"],
                 "artist": row["artist"],
                 "licence": row["licence"],
+                "sha256": hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest(),
                 "excerpt_seconds": round(wave.size / 16_000, 1),
             }
         )

@@ -27,7 +27,7 @@ vectors and id map only, so calibration does not change it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -288,6 +288,7 @@ def calibrate_run(
     cohort: Cohort | None = None,
     artists: Mapping[int, Sequence[int]] | None = None,
     melody_cohort: MelodyCohort | None = None,
+    member_sha256: Collection[str] = (),
 ) -> CalibrationReport:
     """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
 
@@ -299,9 +300,15 @@ def calibrate_run(
     built from the whole recordings' windows, an artist model is enrolled and calibrated
     on the cohort (``generation.calibrate_artists``), and the cohort's calibration tracks
     join the track negatives. With a ``melody_cohort`` the snapshot's melodies are indexed
-    and the melody detector calibrated on it (``generation.calibrate_melody``).
+    and the melody detector calibrated on it (``generation.calibrate_melody``). Cohort
+    tracks whose source file has the sha256 of a member (``member_sha256``) are left out:
+    a member is not outside music.
     """
     detectors = 4 if melody_cohort is not None else 3
+    if cohort is not None:
+        cohort = cohort.excluding(member_sha256)
+    if melody_cohort is not None:
+        melody_cohort = melody_cohort.excluding(member_sha256)
     windows_by_rec: dict[int, np.ndarray] = {}
     if cohort is not None:
         if artists is None:
@@ -392,6 +399,7 @@ def calibrate_run(
             "false_match_rate": melody.false_match_rate,
             "snapshot_recall": melody.snapshot_recall,
             "cohort_sha256": melody_cohort.sha256,
+            "cohort_excluded_as_members": melody_cohort.excluded,
         }
     thresholds["search"] = choose_search(index.index, index.recording_ids)
     thresholds["fingerprint"] = {

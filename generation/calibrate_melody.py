@@ -108,6 +108,7 @@ class MelodyCalibration:
             "rate": self.rate,
             "short_below_s": SHORT_BELOW_S,
             "cohort_sha256": cohort.sha256,
+            "cohort_excluded_as_members": cohort.excluded,
             "outside_negatives": dict(self.outside_negatives),
             "snapshot_negatives": dict(self.snapshot_negatives),
             "false_match_rate": dict(self.false_match_rate),

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,6 +43,7 @@ class Cohort:
     meta: list[dict[str, Any]]
     sha256: str
     levels: list[np.ndarray] | None = None  # per-window RMS dBFS, when the file has them
+    excluded: int = 0  # tracks left out because they are snapshot members
 
     def part(self, role: str, *, quiet_dbfs: float = -45.0) -> list[np.ndarray]:
         """The role's tracks, each reduced to its sounding windows (as the gate scores)."""
@@ -58,6 +59,22 @@ class Cohort:
                 out.append(sounding)
         return out
 
+    def excluding(self, sha256s: Collection[str]) -> Cohort:
+        """The cohort without the tracks whose source file has one of these sha256s (a
+        snapshot member is not outside music, whatever the cohort was built from)."""
+        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in set(sha256s)]
+        if len(keep) == len(self.meta):
+            return self
+        return Cohort(
+            embedder_sha256=self.embedder_sha256,
+            tracks=[self.tracks[i] for i in keep],
+            roles=[self.roles[i] for i in keep],
+            meta=[self.meta[i] for i in keep],
+            sha256=self.sha256,
+            levels=None if self.levels is None else [self.levels[i] for i in keep],
+            excluded=self.excluded + len(self.meta) - len(keep),
+        )
+
     def describe(self) -> dict[str, Any]:
         """What an auditor needs: size, sources and licences of the cohort's music."""
         return {
@@ -68,6 +85,7 @@ class Cohort:
             "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in self.meta), 1),
             "licences": dict(Counter(str(m.get("licence")) for m in self.meta)),
             "packages": sorted({str(m.get("package")) for m in self.meta}),
+            "excluded_as_members": self.excluded,
         }
 
 

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -45,9 +45,24 @@ class MelodyCohort:
     loudness: list[np.ndarray]  # per track [frames]
     meta: list[dict[str, Any]]
     sha256: str
+    excluded: int = 0  # tracks left out because they are snapshot members
 
     def __len__(self) -> int:
         return len(self.classes)
+
+    def excluding(self, sha256s: Collection[str]) -> MelodyCohort:
+        """The cohort without the tracks whose source file has one of these sha256s (a
+        snapshot member is not outside music, whatever the cohort was built from)."""
+        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in set(sha256s)]
+        if len(keep) == len(self.meta):
+            return self
+        return MelodyCohort(
+            classes=[self.classes[i] for i in keep],
+            loudness=[self.loudness[i] for i in keep],
+            meta=[self.meta[i] for i in keep],
+            sha256=self.sha256,
+            excluded=self.excluded + len(self.meta) - len(keep),
+        )
 
     def describe(self) -> dict[str, Any]:
         """What an auditor needs: size, sources and licences of the cohort's music."""
@@ -58,6 +73,7 @@ class MelodyCohort:
             "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in self.meta), 1),
             "licences": dict(Counter(str(m.get("licence")) for m in self.meta)),
             "packages": sorted({str(m.get("package")) for m in self.meta}),
+            "excluded_as_members": self.excluded,
         }
 
 

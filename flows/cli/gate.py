@@ -225,12 +225,16 @@ def register(app: typer.Typer) -> None:
                 cohort = load_gate_cohort(embedder.sha256)
                 melody_cohort = load_gate_melody_cohort()
                 record_detector(session, embedder, cohort, melody_cohort)
-                members = session.execute(
-                    select(Recording)
-                    .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
-                    .where(TrainingRunMember.training_run_id == ckpt.training_run_id)
-                    .order_by(Recording.id)
-                ).scalars()
+                members = (
+                    session.execute(
+                        select(Recording)
+                        .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
+                        .where(TrainingRunMember.training_run_id == ckpt.training_run_id)
+                        .order_by(Recording.id)
+                    )
+                    .scalars()
+                    .all()
+                )
                 recordings = {
                     rec.id: load_wave_16k(rec.object_uri) for rec in members if rec.object_uri
                 }
@@ -254,6 +258,7 @@ def register(app: typer.Typer) -> None:
                         cohort=cohort,
                         artists=artists,
                         melody_cohort=melody_cohort,
+                        member_sha256={rec.sha256 for rec in members},
                     )
         except GateUnavailable as exc:
             fail(f"cannot calibrate: {exc}", EXIT_GATE_UNAVAILABLE)

@@ -159,6 +159,26 @@ def test_cohort_file_round_trips_and_refuses_another_embedder(tmp_path: Path) ->
         load_cohort(path, embedder_sha256="a" * 64)
 
 
+def test_cohort_leaves_out_snapshot_members(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    path = tmp_path / "cohort.npz"
+    write_cohort(
+        path,
+        embedder_sha256="a" * 64,
+        tracks=[rng.standard_normal((3, DIM)).astype(np.float32) for _ in range(4)],
+        roles=["cohort", "calibration", "cohort", "calibration"],
+        meta=[{"artist": "x", "sha256": f"{i:064x}"} for i in range(4)],
+        levels=[np.zeros(3) for _ in range(4)],
+    )
+    cohort = load_cohort(path, embedder_sha256="a" * 64)
+    kept = cohort.excluding([f"{1:064x}", "f" * 64])
+    assert kept.roles == ["cohort", "cohort", "calibration"]
+    assert len(kept.part("calibration")) == 1
+    assert kept.sha256 == cohort.sha256
+    assert kept.describe()["excluded_as_members"] == 1
+    assert cohort.excluding([]) is cohort
+
+
 def test_gate_fails_closed_without_a_sound_artist_model(session: Session) -> None:
     """An index calibrated with an artist model loads only with that model intact."""
     from generation.gate import SimilarityGate

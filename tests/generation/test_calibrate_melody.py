@@ -33,7 +33,13 @@ def melody_cohort(path: Path, seeds: range = range(100, 124)) -> MelodyCohort:
         classes.append(c)
         loudness.append(loud)
     meta = [
-        {"package": "test", "path": f"tune-{s}", "artist": f"a{s}", "licence": "CC0-1.0"}
+        {
+            "package": "test",
+            "path": f"tune-{s}",
+            "artist": f"a{s}",
+            "licence": "CC0-1.0",
+            "sha256": f"{s:064x}",
+        }
         for s in seeds
     ]
     write_melody_cohort(path, classes=classes, loudness=loudness, meta=meta)
@@ -114,3 +120,19 @@ def test_rate_and_cohort_are_checked(cohort: MelodyCohort) -> None:
     empty = MelodyCohort(classes=[], loudness=[], meta=[], sha256="0" * 64)
     with pytest.raises(ValueError, match="empty"):
         calibrate_melody(MEMBERS, ARTISTS, empty, rate=0.01)
+
+
+def test_a_member_is_left_out_of_the_outside_negatives(cohort: MelodyCohort) -> None:
+    # The first cohort tune is also a member: as a negative it would push the threshold
+    # to its own perfect match and switch the detector off.
+    member = play(*tune(100, notes=64), harmonics=(1.0, 0.3, 0.6))
+    members = {**MEMBERS, 5: member}
+    artists = {**ARTISTS, 5: [40]}
+    kept = cohort.excluding([f"{100:064x}"])
+    assert len(kept) == len(cohort) - 1 and kept.excluded == 1
+    assert kept.describe()["excluded_as_members"] == 1
+    assert cohort.excluding(["f" * 64]) is cohort
+    with_member = calibrate_melody(members, artists, cohort, rate=0.0025)
+    without = calibrate_melody(members, artists, kept, rate=0.0025)
+    assert with_member.thresholds["window"] > 0.95
+    assert without.thresholds["window"] < with_member.thresholds["window"] - 0.1
