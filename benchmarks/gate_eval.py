@@ -437,19 +437,21 @@ def main() -> None:
         replay: dict[str, dict[str, Any]] = {}
 
         def replay_rates(kind: str, copies: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
-            hits = {"any": 0, "clap": 0, "fingerprint": 0}
+            hits = {"any": 0, "clap": 0, "fingerprint": 0, "melody": 0}
             for rec, copy in copies:
                 result = check(copy, f"replay:{kind}", rec)
                 hits["any"] += result is None or result.verdict == "block"
                 if result is not None:
                     hits["clap"] += any(r.startswith("track_") for r in result.reasons)
                     hits["fingerprint"] += any(r.startswith("fingerprint") for r in result.reasons)
+                    hits["melody"] += any(r.startswith("melody") for r in result.reasons)
             total = max(1, len(copies))
             return {
                 "clips": len(copies),
                 "block_rate": hits["any"] / total,
                 "clap_track_rate": hits["clap"] / total,
                 "fingerprint_rate": hits["fingerprint"] / total,
+                "melody_rate": hits["melody"] / total,
             }
 
         for name, transform in ({} if args.skip_replays else transforms()).items():
@@ -504,6 +506,7 @@ def main() -> None:
                 ("track", "track_"),
                 ("artist", "artist_"),
                 ("fingerprint", "fingerprint"),
+                ("melody", "melody"),
             )
         }
         return {

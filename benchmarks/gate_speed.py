@@ -16,7 +16,8 @@ embedding of the clip (three 3 s windows; the demo CLAP, ``--clap``, default the
 is timed beside it as the peer it replaced), the artist model's scores, search + per-artist
 scores (``SimilarityGate.score_windows``) at the synthetic size, exact and two-stage, and
 the fingerprint match against a calibrated index's fingerprints (``--fingerprints``,
-default the newest under $FAIRCHORD_HOME).
+default the newest under $FAIRCHORD_HOME), and the melody match against that home's
+newest melody index.
 
     .venv/bin/python benchmarks/gate_speed.py --segments 1000000 --threads 2
 """
@@ -148,6 +149,18 @@ def clip_costs(
         t_fp = float(np.median([timed(reference.match, wave)[0] for _ in range(5)]))
     else:
         log.warning("no calibrated fingerprints found: skipping the fingerprint timing")
+    melodies = sorted(home.glob("runs/*/gate-index/*/melody.npz"), key=lambda p: p.stat().st_mtime)
+    if melodies:
+        from generation.melody import MelodyIndex
+
+        melody = MelodyIndex.from_bytes(melodies[-1].read_bytes())
+        extra["melody_index_seconds"] = melody.seconds
+        melody.match(wave)  # warm-up: the index's block transforms are computed once
+        extra["melody_match_ms_per_10s_clip"] = 1000 * float(
+            np.median([timed(melody.match, wave)[0] for _ in range(5)])
+        )
+    else:
+        log.warning("no calibrated melody index found: skipping the melody timing")
     return t_embed, t_fp, hashes, extra
 
 
@@ -275,8 +288,9 @@ def main() -> None:
     if t_embed is not None and t_fp is not None:
         for name, t_score in (("exact", t_score_exact), ("two_stage", t_score_two)):
             artist_ms = extra.get("artist_model_ms_per_10s_clip", 0.0)
+            melody_ms = extra.get("melody_match_ms_per_10s_clip", 0.0)
             result[f"gate_total_ms_per_10s_clip_{name}"] = (
-                1000 * (t_embed + t_score + t_fp) + artist_ms
+                1000 * (t_embed + t_score + t_fp) + artist_ms + melody_ms
             )
     if args.json:
         print(json.dumps(result, indent=2))
