@@ -53,6 +53,7 @@ from generation.index import GateUnavailable, load_index
 from generation.prompt_screen import PromptScreen, ScreenResult, record_screen_decision
 from generation.variation import sample_variation, variation_sigmas
 from generation.vocoder import GriffinLimVocoder, Vocoder
+from provenance.audit.coverage import SCREEN_TABLES, LedgerTampered, require_covered
 from provenance.audit.taint import RunTaint, run_taint
 from provenance.audit_log import append_event, chain_head
 from provenance.models import Checkpoint, Generation, TrainingRun, utcnow
@@ -464,6 +465,13 @@ def generate(
     ``on_step`` is called after every sampler step.
     """
     ckpt = checkpoint
+    if screen is None:
+        # The screen blocks named artists and style opt-outs: refuse to screen with parties,
+        # aliases or consent rows that differ from what the audit chain recorded.
+        try:
+            require_covered(session, SCREEN_TABLES, purpose="the prompt screen")
+        except LedgerTampered as exc:
+            raise GateUnavailable(str(exc)) from exc
     prompt_screen = screen if screen is not None else PromptScreen.from_session(session)
     screened = prompt_screen.screen(request.prompt)
     outcome = GenerationOutcome(

@@ -217,6 +217,12 @@ def note_new_rows(session: Session, _flush_context: UOWTransaction) -> None:
             pending.setdefault(table, set()).add(int(obj.id))
 
 
+def pending_rows(session: Session) -> dict[str, set[int]]:
+    """The ledger rows this session inserted that no event covers yet."""
+    pending: dict[str, set[int]] = session.info.get(_PENDING_KEY, {})
+    return {table: set(ids) for table, ids in pending.items()}
+
+
 def has_pending(session: Session) -> bool:
     return any(session.info.get(_PENDING_KEY, {}).values())
 

@@ -156,13 +156,19 @@ def freeze_snapshot(
     """Create a training run and its frozen members (eligible at ``at``, default now).
 
     Does not commit (the caller owns the transaction). Writes one audit event
-    ``training_run.snapshotted`` with the digest and the member count.
+    ``training_run.snapshotted`` with the digest and the member count. Raises
+    :class:`provenance.audit.coverage.LedgerTampered` when a consent, licence, credit,
+    party or alias row differs from the audit chain.
     """
+    from provenance.audit.coverage import ELIGIBILITY_TABLES, require_covered
     from provenance.eligibility import eligible_recordings
 
     at = at or utcnow()
     if at.tzinfo is None:
         raise ValueError(f"snapshot time must be timezone-aware UTC, got naive {at.isoformat()}")
+    # Fail closed: eligibility must be decided on the consent, licences and credits the
+    # chain recorded, not on rows an administrator edited behind the triggers.
+    require_covered(session, ELIGIBILITY_TABLES, purpose="the snapshot")
     verdicts = [v for v in eligible_recordings(session, policy, at) if v.eligible]
     unfeaturized: list[int] = []
     if feature_set_id is not None:

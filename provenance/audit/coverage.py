@@ -21,6 +21,7 @@ from provenance.row_digests import (
     expand_ranges,
     id_ranges,
     merkle_root,
+    pending_rows,
 )
 
 
@@ -34,11 +35,31 @@ def _ids_text(ids: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in id_ranges(ids))
 
 
-def check_row_coverage(session: Session) -> tuple[int, list[CoverageFinding]]:
-    """Recompute every covered row's digest; return the number of live rows and the findings."""
+# The ledgers that decide what may be trained on and what the prompt screen blocks.
+ELIGIBILITY_TABLES = ("consent_events", "licence_assertions", "credits", "parties", "party_aliases")
+SCREEN_TABLES = ("parties", "party_aliases", "consent_events")
+
+
+class LedgerTampered(RuntimeError):
+    """A ledger row differs from what the audit chain recorded: refuse to decide on it."""
+
+
+def check_row_coverage(
+    session: Session, *, tables: tuple[str, ...] | None = None
+) -> tuple[int, list[CoverageFinding]]:
+    """Recompute every covered row's digest (of ``tables``, default all); return the number
+    of live rows and the findings.
+
+    Rows this session inserted and will cover with its next event (or at commit) count as
+    covered: they are the application's own, not yet recorded.
+    """
+    wanted = tuple(COVERED_COLUMNS) if tables is None else tables
     connection = session.connection()
-    live = {table: digest_rows(connection, table) for table in COVERED_COLUMNS}
-    covered: dict[str, set[int]] = {table: set() for table in COVERED_COLUMNS}
+    live = {table: digest_rows(connection, table) for table in wanted}
+    covered: dict[str, set[int]] = {table: set() for table in wanted}
+    for table, own_rows in pending_rows(session).items():
+        if table in covered:
+            covered[table].update(own_rows)
     findings: list[CoverageFinding] = []
     events = session.execute(
         select(AuditEvent.id, AuditEvent.payload)
@@ -53,7 +74,10 @@ def check_row_coverage(session: Session) -> tuple[int, list[CoverageFinding]]:
         if not isinstance(covers, list):
             continue
         for entry in covers:
-            table = entry.get("table") if isinstance(entry, dict) else None
+            name = entry.get("table") if isinstance(entry, dict) else None
+            table = name if isinstance(name, str) else ""
+            if tables is not None and table in COVERED_COLUMNS and table not in live:
+                continue  # a table this check was not asked about
             if table not in live or entry.get("scheme", DIGEST_SCHEME) != DIGEST_SCHEME:
                 findings.append(
                     CoverageFinding(
@@ -95,3 +119,15 @@ def check_row_coverage(session: Session) -> tuple[int, list[CoverageFinding]]:
                 )
             )
     return sum(len(rows) for rows in live.values()), findings
+
+
+def require_covered(session: Session, tables: tuple[str, ...], *, purpose: str) -> None:
+    """Raise :class:`LedgerTampered` when any row of ``tables`` differs from the chain."""
+    _, findings = check_row_coverage(session, tables=tables)
+    if findings:
+        shown = "; ".join(f"{f.ref}: {f.detail}" for f in findings[:3])
+        more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
+        raise LedgerTampered(
+            f"refusing {purpose}: the ledger differs from the audit chain: {shown}{more}; "
+            "run `fairchord audit verify`"
+        )

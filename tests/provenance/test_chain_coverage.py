@@ -235,3 +235,39 @@ def test_rows_stored_before_the_upgrade_are_covered_by_it(db_url: str) -> None:
         ]
     finally:
         engine.dispose()
+
+
+def test_a_snapshot_refuses_a_ledger_edited_behind_the_chain(engine: Engine) -> None:
+    from provenance.audit.coverage import LedgerTampered
+    from provenance.policies import load_policy
+    from provenance.snapshot import freeze_snapshot
+
+    _world(engine)
+    as_admin(
+        engine,
+        ["UPDATE licence_assertions SET concluded = 'CC-BY-4.0'"],
+        tables=["licence_assertions"],
+    )
+    with (
+        session_factory(engine)() as s,
+        pytest.raises(LedgerTampered, match="licence_assertions rows 1: changed"),
+    ):
+        freeze_snapshot(
+            s, policy=load_policy("research"), config_name="debug", config={}, feature_set_id=None
+        )
+
+
+def test_the_prompt_screen_refuses_an_alias_edited_behind_the_chain(engine: Engine) -> None:
+    from generation.index import GateUnavailable
+    from generation.pipeline import GenerationRequest, generate
+    from provenance.models import Checkpoint
+
+    _world(engine)
+    as_admin(engine, ["UPDATE party_aliases SET alias = 'Nobody'"], tables=["party_aliases"])
+    with session_factory(engine)() as s, pytest.raises(GateUnavailable, match="party_aliases"):
+        generate(
+            s,
+            GenerationRequest(prompt="in the style of Countess"),
+            checkpoint=Checkpoint(id=1, training_run_id=1, sha256="0" * 64, uri="x", step=1),
+            load_embedder=lambda: pytest.fail("nothing may load before the screen"),
+        )
