@@ -107,6 +107,11 @@ def test_port_reproduces_msd_vgg_tags_from_audio(
     expected = reference[f"{clip}/pool5"].reshape(3, -1)
     scale = float(np.abs(expected).max())
     np.testing.assert_allclose(out["pool5"], expected, atol=5e-4 * scale)
+    # The default window: pool4's per-channel mean and max.
+    pool4 = reference[f"{clip}/pool4"]
+    expected = np.concatenate([pool4.mean(axis=(1, 2)), pool4.max(axis=(1, 2))], axis=1)
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(embedder.embed_audio(_clip(clip)), expected, atol=5e-4 * scale)
     recorded = json.loads((DATA / "vgg_reference.json").read_text())["clips"][clip]
     assert [tag for tag, _ in embedder.tags(_clip(clip))[:5]] == [
         tag for tag, _ in recorded["top5_mean_over_patches"]
@@ -132,14 +137,14 @@ def test_embed_audio_gives_one_window_per_patch(
 
 
 def test_embedder_identity_covers_model_and_feature(embedder: MusicnnVggEmbedder) -> None:
-    other = MusicnnVggEmbedder(model=embedder.model, feature="pool4")
+    other = MusicnnVggEmbedder(model=embedder.model, feature="pool5")
     assert embedder.sha256 != other.sha256
     assert embedder.sha256 != MusicnnEmbedder.load().sha256
     assert embedder.provenance["source_files"] == [
         "musicnn/MSD_vgg/.index",
         "musicnn/MSD_vgg/.data-00000-of-00001",
     ]
-    assert embedder.config["feature"] == "pool5"
+    assert embedder.config["feature"] == "pool4"
 
 
 def test_unknown_feature_is_refused_with_the_allowed_ones(embedder: MusicnnVggEmbedder) -> None:
