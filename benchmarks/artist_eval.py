@@ -3,7 +3,7 @@ back-ends side by side, tuned on one half of the evaluation set and reported on 
 
     .venv/bin/python benchmarks/artist_eval.py [--csv benchmarks/data/gate_music.csv]
         [--split tune|report] [--method asnorm] [--feature pool] [--top-n 50]
-        [--clap PATH] [--plot FILE.png] [--json]
+        [--clap PATH] [--vgg] [--plot FILE.png] [--json]
 
 The set (``benchmarks/data/gate_music.csv``, see its README) has the demo snapshot's 19
 training files (``role=training``), unseen tracks by those 8 artists (``same_artist``)
@@ -19,6 +19,11 @@ and tracks by outside artists (``outside``), each in a ``tune`` or ``report`` ha
   correct-artist rate (arg-max is the right artist); the flag rate of same_artist tracks
   and the false-block rate of outside tracks at the threshold that blocks 1 % of the
   tune half's calibration negatives, with 95 % Clopper-Pearson upper bounds.
+
+With ``--vgg`` the musicnn package's MSD_vgg tagger is scored beside MSD-musicnn: features
+``vgg_pool5`` (its flattened last map), ``vgg_pool1``..``vgg_pool4`` (per-channel mean and
+max of an earlier map) and ``vgg_logits``. ``A+B`` names the concatenation of two features,
+e.g. ``pool+vgg_pool5``.
 
 Features are cached per file under ``--cache`` (default ``~/.cache/fairchord-bench``).
 """
@@ -120,6 +125,10 @@ class TopK:
 
 
 def features(outputs: dict[str, np.ndarray], feature: str) -> np.ndarray:
+    if "+" in feature:
+        return np.concatenate([features(outputs, part) for part in feature.split("+")], axis=1)
+    if feature.startswith("vgg_pool") and feature != "vgg_pool5":
+        return np.concatenate([outputs[f"{feature}_mean"], outputs[f"{feature}_max"]], axis=1)
     if feature == "clap":
         return outputs["clap"]
     if feature == "pool":
@@ -247,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clap", type=Path, help="also score the demo CLAP at PATH (feature 'clap')"
     )
+    parser.add_argument(
+        "--vgg",
+        action="store_true",
+        help="also score MSD_vgg (features vgg_pool1..vgg_pool5, vgg_logits; 'A+B' concatenates)",
+    )
     parser.add_argument("--top-n", type=int, action="append", help="AS-norm cohort size")
     parser.add_argument("--false-block-rate", type=float, default=0.01)
     parser.add_argument("--excerpt-seconds", type=float, default=30.0)
@@ -259,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from training.musicnn.embedder import MusicnnEmbedder
+    from training.musicnn.vgg import MusicnnVggEmbedder
 
     torch.set_num_threads(2)
     # Only what this split needs: the training files, the tune half (cohort, calibration
@@ -271,15 +286,21 @@ def main(argv: list[str] | None = None) -> int:
     embedders: list[Any] = [MusicnnEmbedder.load()]
     if args.clap:
         embedders.append(ClapWindows(args.clap))
+    if args.vgg:
+        embedders.append(MusicnnVggEmbedder.load())
     outputs: dict[str, dict[str, np.ndarray]] = {r["path"]: {} for r in rows}
     for embedder in embedders:
         kind = "clap" if isinstance(embedder, ClapWindows) else "musicnn"
+        kind = "vgg" if isinstance(embedder, MusicnnVggEmbedder) else kind
+        # Its outputs share names with musicnn's (logits): kept apart by a prefix.
+        prefix = "vgg_" if kind == "vgg" else ""
         cache = args.cache / kind
         cache.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         for i, r in enumerate(rows):
             seconds = None if r["role"] == "training" else args.excerpt_seconds
-            outputs[r["path"]].update(cached_outputs(embedder, r, cache, seconds))
+            out = cached_outputs(embedder, r, cache, seconds)
+            outputs[r["path"]].update({prefix + k: v for k, v in out.items()})
             if (i + 1) % 50 == 0:
                 log.info(
                     "embedded %d/%d files (%.0f s)", i + 1, len(rows), time.perf_counter() - start
@@ -288,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     default_features = ["pool", "mean_pool", "max_pool", "penultimate", "logits"]
     if args.clap:
         default_features.append("clap")
+    if args.vgg:
+        default_features += ["vgg_pool5", "vgg_pool4", "vgg_pool3", "pool+vgg_pool5"]
     for feature in args.feature or default_features:
         for method in args.method or ["topk", "cosine", "snorm", "asnorm"]:
             for top_n in (args.top_n or [50]) if method == "asnorm" else [0]:
