@@ -5,7 +5,10 @@ that is not the database being unreachable (a value the database refuses,
 a bug met only by this item's facts), the transaction is rolled back and
 the item gets a ``record_failed`` quarantine entry in a fresh one, so the
 run goes on with the next item; a rerun meets the same entry and moves on
-again. If the run itself stops (the object store fails, the process is
+again. An object such an item had already stored is not deleted here (a
+concurrent run may be about to name the same bytes); it is an orphan that
+:func:`provenance.ingest.sweep_orphan_objects` removes once it is old. If the
+run itself stops (the object store fails, the process is
 interrupted), its row is marked ``failed`` with the counts so far, so no run
 is left ``running``.
 """
