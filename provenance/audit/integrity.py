@@ -33,7 +33,7 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class Discrepancy:
     # audit_log | anchor | ledger | thresholds | training_run | policy | object | shard |
-    # manifest | checkpoint | index | fingerprints | artist_model
+    # manifest | checkpoint | index | fingerprints | artist_model | melody
     kind: str
     ref: str
     detail: str
@@ -125,15 +125,24 @@ def _fingerprints(session: Session) -> Iterator[tuple[str, str | None, str]]:
             yield f"index {index.id}", f"{index.uri}/{FINGERPRINTS_FILE}", str(entry["sha256"])
 
 
-ARTIST_MODEL_FILE = "artist_model.npz"  # beside the vectors (generation.index)
+# Calibration files beside the vectors (generation.index), by their thresholds entry.
+CALIBRATION_FILES = {"artist_model": "artist_model.npz", "melody": "melody.npz"}
 
 
-def _artist_models(session: Session) -> Iterator[tuple[str, str | None, str]]:
-    """A calibrated index's artist model, against the digest its thresholds record."""
-    for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
-        entry = (index.thresholds or {}).get("artist_model")
-        if isinstance(entry, dict) and entry.get("sha256"):
-            yield f"index {index.id}", f"{index.uri}/{ARTIST_MODEL_FILE}", str(entry["sha256"])
+def _calibration_files(key: str) -> Callable[[Session], Iterator[tuple[str, str | None, str]]]:
+    """A calibrated index's file for ``key``, against the digest its thresholds record."""
+
+    def files(session: Session) -> Iterator[tuple[str, str | None, str]]:
+        for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
+            entry = (index.thresholds or {}).get(key)
+            if isinstance(entry, dict) and entry.get("sha256"):
+                yield (
+                    f"index {index.id}",
+                    f"{index.uri}/{CALIBRATION_FILES[key]}",
+                    str(entry["sha256"]),
+                )
+
+    return files
 
 
 def _manifest_shards(session: Session) -> list[Discrepancy]:
@@ -176,7 +185,8 @@ CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = 
     "checkpoint": _checkpoints,
     "index": _indexes,
     "fingerprints": _fingerprints,
-    "artist_model": _artist_models,
+    "artist_model": _calibration_files("artist_model"),
+    "melody": _calibration_files("melody"),
 }
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -159,19 +160,22 @@ def test_calibrated_fingerprints_are_checked_against_their_recorded_digest(
     assert len(problems) == 1 and "sha256" in problems[0].detail, problems
 
 
-def test_calibrated_artist_model_is_checked_against_its_recorded_digest(
-    session: Session, tmp_path: Path
+@pytest.mark.parametrize("key", ["artist_model", "melody"])
+def test_calibration_files_are_checked_against_their_recorded_digests(
+    session: Session, tmp_path: Path, key: str
 ) -> None:
-    from generation.index import ARTIST_MODEL_FILE
-    from provenance.audit.integrity import ARTIST_MODEL_FILE as CHECKED_NAME
+    from generation.index import ARTIST_MODEL_FILE, MELODY_FILE
+    from provenance.audit.integrity import CALIBRATION_FILES
     from provenance.models import EmbeddingIndex
 
-    assert CHECKED_NAME == ARTIST_MODEL_FILE
+    # The names verify checks are the names the gate writes.
+    assert CALIBRATION_FILES == {"artist_model": ARTIST_MODEL_FILE, "melody": MELODY_FILE}
+    name = CALIBRATION_FILES[key]
     recorded = build_recorded_run(session, tmp_path)
     folder = tmp_path / "gate-index"
     folder.mkdir()
-    (folder / ARTIST_MODEL_FILE).write_bytes(b"centroids and cohort" * 100)
-    sha = hashlib.sha256((folder / ARTIST_MODEL_FILE).read_bytes()).hexdigest()
+    (folder / name).write_bytes(b"centroids, cohort and chroma" * 100)
+    sha = hashlib.sha256((folder / name).read_bytes()).hexdigest()
     session.add(
         EmbeddingIndex(
             training_run_id=recorded.run.id,
@@ -179,13 +183,13 @@ def test_calibrated_artist_model_is_checked_against_its_recorded_digest(
             sha256="0" * 64,
             uri=str(folder),
             vectors=1,
-            thresholds={"track": 0.9, "artist_model": {"threshold": 3.0, "sha256": sha}},
+            thresholds={"track": 0.9, key: {"threshold": 3.0, "sha256": sha}},
         )
     )
     session.flush()
     report = verify_everything(session)
-    assert report.checked["artist_model"] == 1
-    assert not [d for d in report.discrepancies if d.kind == "artist_model"]
-    _flip_byte(folder / ARTIST_MODEL_FILE)
-    problems = [d for d in verify_everything(session).discrepancies if d.kind == "artist_model"]
+    assert report.checked[key] == 1
+    assert not [d for d in report.discrepancies if d.kind == key]
+    _flip_byte(folder / name)
+    problems = [d for d in verify_everything(session).discrepancies if d.kind == key]
     assert len(problems) == 1 and "sha256" in problems[0].detail, problems
