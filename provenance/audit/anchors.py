@@ -184,8 +184,11 @@ def find_anchors(home: Path, session: Session | None = None) -> list[Anchor]:
 def check_anchors(session: Session, anchors: list[Anchor]) -> list[tuple[str, str]]:
     """(where, problem) for each anchor the chain does not contain."""
     problems = []
+    seen: dict[ChainHead, str | None] = {}  # many sidecars share a head: ask once per head
     for anchor in anchors:
-        problem = head_problem(session, anchor.head)
+        if anchor.head not in seen:
+            seen[anchor.head] = head_problem(session, anchor.head)
+        problem = seen[anchor.head]
         if problem:
             problems.append((anchor.where, problem))
     return problems
