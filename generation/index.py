@@ -38,18 +38,20 @@ from generation.fingerprint import FingerprintIndex
 from generation.melody import MelodyIndex
 from provenance.audit_log import append_event
 from provenance.chain_facts import thresholds_problem, thresholds_sha256
+from provenance.index_files import (
+    ARTIST_MODEL_FILE,
+    FINGERPRINTS_FILE,
+    IDS_FILE,
+    MELODY_FILE,
+    META_FILE,
+    VECTORS_FILE,
+    combined_sha256,
+)
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
 
 log = logging.getLogger(__name__)
-
-VECTORS_FILE = "vectors.faiss"
-IDS_FILE = "ids.json"
-META_FILE = "meta.json"
-FINGERPRINTS_FILE = "fingerprints.npz"
-ARTIST_MODEL_FILE = "artist_model.npz"
-MELODY_FILE = "melody.npz"
 
 
 class GateUnavailable(RuntimeError):
@@ -97,12 +99,6 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def combined_sha256(vectors_sha: str, ids_sha: str) -> str:
-    """The index identity: a digest over the two content files' digests."""
-    text = f"{VECTORS_FILE}:{vectors_sha}\n{IDS_FILE}:{ids_sha}\n"
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -24,6 +24,14 @@ from provenance.audit.anchors import check_anchors, find_anchors, head_problem
 from provenance.audit.coverage import check_row_coverage
 from provenance.audit_log import ChainHead, verify_chain
 from provenance.chain_facts import policy_file_problems, run_problems, threshold_problems
+from provenance.index_files import (
+    ARTIST_MODEL_FILE,
+    FINGERPRINTS_FILE,
+    IDS_FILE,
+    MELODY_FILE,
+    VECTORS_FILE,
+    combined_sha256,
+)
 from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
 from provenance.object_store import resolve_location
 
@@ -63,8 +71,6 @@ def sha256_uri(uri: str) -> str:
 
 def sha256_index_dir(path: str) -> str:
     """A gate index folder's identity: the digest over its vectors and id-map files."""
-    from generation.index import IDS_FILE, VECTORS_FILE, combined_sha256
-
     return combined_sha256(sha256_uri(f"{path}/{VECTORS_FILE}"), sha256_uri(f"{path}/{IDS_FILE}"))
 
 
@@ -117,16 +123,14 @@ def _indexes(session: Session) -> Iterator[tuple[str, str | None, str]]:
 
 def _fingerprints(session: Session) -> Iterator[tuple[str, str | None, str]]:
     """A calibrated index's fingerprints, against the digest its thresholds record."""
-    from generation.index import FINGERPRINTS_FILE
-
     for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
         entry = (index.thresholds or {}).get("fingerprint")
         if isinstance(entry, dict) and entry.get("sha256"):
             yield f"index {index.id}", f"{index.uri}/{FINGERPRINTS_FILE}", str(entry["sha256"])
 
 
-# Calibration files beside the vectors (generation.index), by their thresholds entry.
-CALIBRATION_FILES = {"artist_model": "artist_model.npz", "melody": "melody.npz"}
+# Calibration files beside the vectors, by their thresholds entry.
+CALIBRATION_FILES = {"artist_model": ARTIST_MODEL_FILE, "melody": MELODY_FILE}
 
 
 def _calibration_files(key: str) -> Callable[[Session], Iterator[tuple[str, str | None, str]]]:

@@ -98,7 +98,7 @@ def test_missing_object_is_named(session: Session, tmp_path: Path) -> None:
 def test_a_gate_index_folder_is_checked_by_its_combined_digest(
     session: Session, tmp_path: Path
 ) -> None:
-    from generation.index import IDS_FILE, VECTORS_FILE, combined_sha256
+    from provenance.index_files import IDS_FILE, VECTORS_FILE, combined_sha256
     from provenance.models import EmbeddingIndex
 
     recorded = build_recorded_run(session, tmp_path)
@@ -133,7 +133,7 @@ def test_a_gate_index_folder_is_checked_by_its_combined_digest(
 def test_calibrated_fingerprints_are_checked_against_their_recorded_digest(
     session: Session, tmp_path: Path
 ) -> None:
-    from generation.index import FINGERPRINTS_FILE
+    from provenance.index_files import FINGERPRINTS_FILE
     from provenance.models import EmbeddingIndex
 
     recorded = build_recorded_run(session, tmp_path)
@@ -164,8 +164,8 @@ def test_calibrated_fingerprints_are_checked_against_their_recorded_digest(
 def test_calibration_files_are_checked_against_their_recorded_digests(
     session: Session, tmp_path: Path, key: str
 ) -> None:
-    from generation.index import ARTIST_MODEL_FILE, MELODY_FILE
     from provenance.audit.integrity import CALIBRATION_FILES
+    from provenance.index_files import ARTIST_MODEL_FILE, MELODY_FILE
     from provenance.models import EmbeddingIndex
 
     # The names verify checks are the names the gate writes.
