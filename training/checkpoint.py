@@ -4,7 +4,7 @@ One file holds:
 
 - tensors ``model.*`` (raw weights) and ``ema.*`` (EMA weights, what sampling uses);
 - for resumable checkpoints also ``optim.<i>.<key>`` (AdamW moments and step
-  counts) and ``rng.*`` (torch CPU RNG and the training noise generator);
+  counts) and ``rng.noise.<rank>`` (each rank's training noise generator);
 - one string metadata entry (safetensors' ``__metadata__["fairchord"]``), a
   JSON object: ``meta`` = {``format``, ``config`` (the resolved
   :class:`~training.train_config.TrainConfig`), ``mel_config``,
@@ -13,7 +13,13 @@ One file holds:
   chain's head ``SEQ:HASH`` when the snapshot was frozen, an anchor that
   ``fairchord audit verify`` checks, when the run has one} and, when resumable,
   ``optim_param_groups`` and ``train_state`` (step, data-order position, loss
-  history, python/numpy RNG states; the LR is a pure function of the step).
+  history; the LR is a pure function of the step).
+
+Nothing process-wide is saved: training draws only from its own generators,
+so python's, numpy's and torch's global RNG states (which other threads may
+move at any time) would make identical runs differ byte-wise. Older
+checkpoints that carry them (``train_state`` ``python_rng``/``numpy_rng``,
+tensor ``rng.torch``) still load; the resumed run ignores them.
 
 A single key keeps the file byte-for-byte reproducible (safetensors writes
 its metadata map in a random order), so a resumed run's final checkpoint has

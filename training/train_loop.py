@@ -10,10 +10,17 @@ sample spectrogram PNGs, and resumable safetensors checkpoints.
 
 **Resume is bit-for-bit**: the data order is a pure function of
 ``(seed, epoch)`` and the checkpoint stores the position in it; the LR is a
-pure function of the step; optimizer moments, EMA weights, the torch / numpy
-/ python RNG states and the noise generator are all saved. Running N steps
-straight or N/2 + resume + N/2 gives the same losses and the same weights
+pure function of the step; optimizer moments, EMA weights and the noise
+generator are all saved. Running N steps straight or N/2 + resume + N/2 gives
+the same losses, the same weights and the same checkpoint bytes
 (``tests/training/test_train_loop.py``).
+
+**The loop owns its randomness**: the initialisation, noise, crops,
+condition dropout and (when the UNet has any) dropout masks come from
+generators seeded from the config, never from python's, numpy's or torch's
+process-wide streams, which other threads in the process (Prefect's event
+client, for one) draw from at any time. So a checkpoint holds nothing of
+the process it ran in, and is the same whatever ran before it.
 
 **Distributed (DDP)**: launched with ``torchrun``, ``WORLD_SIZE > 1`` makes
 ``train`` join the process group (gloo on CPU, NCCL on GPU), wrap the UNet in
@@ -43,13 +50,14 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from training.checkpoint import CheckpointMeta, build_denoiser, load_resume_state, save_checkpoint
 from training.diffusion.denoiser import Denoiser
@@ -242,14 +251,98 @@ def _dist_env() -> tuple[int, int, int]:
     )
 
 
-def _python_state_to_json(state: tuple[Any, ...]) -> list[Any]:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
+# --- the loop's own random streams ---------------------------------------------------------
 
 
-def _numpy_state_to_json(state: tuple[Any, ...]) -> list[Any]:
-    kind, keys, pos, has_gauss, cached = state
-    return [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+# Random torch builtins that take ``generator=`` (builtins have no signature to inspect).
+_RANDOM_BUILTINS = frozenset(
+    {
+        "bernoulli",
+        "bernoulli_",
+        "cauchy_",
+        "exponential_",
+        "geometric_",
+        "log_normal_",
+        "multinomial",
+        "normal",
+        "normal_",
+        "rand",
+        "randint",
+        "randn",
+        "randperm",
+        "random_",
+        "uniform_",
+    }
+)
+
+
+def _dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``F.dropout`` (the same computation as torch's CPU kernel) with masks from ``generator``."""
+    if not training or p == 0 or input.numel() == 0:
+        return input
+    keep = torch.empty_like(input).bernoulli_(1 - p, generator=generator)
+    scale = keep.div_(1 - p) if p < 1 else keep
+    return input.mul_(scale) if inplace else input * scale
+
+
+class _DrawFrom(TorchFunctionMode):
+    """Give ``generator`` to every random torch op this thread calls without one.
+
+    Module constructors draw their initial weights, and ``nn.Dropout`` its
+    masks, from torch's process-wide generator, which any other thread may
+    draw from meanwhile; inside this (thread-local) mode they draw from the
+    loop's own instead, so they are a pure function of its seed.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is torch.nn.functional.dropout:  # takes no generator
+            return _dropout(*args, **kwargs, generator=self.generator)
+        if inspect.isfunction(func):
+            # Ops called inside this one (uniform_ inside kaiming_uniform_) bypass the mode,
+            # so a Python-level op like nn.init.* gets the generator to pass down.
+            signature = inspect.signature(func, follow_wrapped=False)
+            if "generator" in signature.parameters:
+                bound = signature.bind_partial(*args, **kwargs).arguments
+                if bound.get("generator") is None:
+                    kwargs["generator"] = self.generator
+        elif getattr(func, "__name__", "") in _RANDOM_BUILTINS and kwargs.get("generator") is None:
+            kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
+def seeded_init(make: Callable[[], nn.Module], *, seed: int) -> nn.Module:
+    """``make()`` with every random initialisation drawn from a generator seeded with ``seed``.
+
+    The same weights as ``torch.manual_seed(seed); make()``, without reading or
+    moving torch's process-wide generator.
+    """
+    with _DrawFrom(torch.Generator().manual_seed(seed)):
+        return make()
+
+
+def _dropout_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    # Masks are a pure function of (seed, rank, step): a resumed run recomputes them, so the
+    # checkpoint needs no generator state for them.
+    step_seed = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(step_seed)
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -322,15 +415,13 @@ def train(
         config = config.replace(mel_mean=mean, mel_std=std)
         logger.info("mel normalisation from training data: mean %.4f, std %.4f", mean, std)
 
-    # Deterministic seeding: python, numpy, torch (model init), and a separate generator for
-    # the training noise / crops / condition dropout, different per rank.
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    # Deterministic seeding with the loop's own generators, never the process-wide ones: one
+    # for the model init, one for the training noise / crops / condition dropout (per rank).
     noise_gen = torch.Generator().manual_seed(config.seed * 1_000_003 + rank + 1)
+    has_dropout = config.unet.dropout > 0
 
     # Model, EMA copy, denoisers. The EMA model is what validation and samples use.
-    net = MelUNet(config.unet).to(dev)
+    net = seeded_init(lambda: MelUNet(config.unet), seed=config.seed).to(dev)
     ema_net = copy.deepcopy(net).requires_grad_(False)
     train_net: nn.Module = net
     if distributed:
@@ -370,10 +461,8 @@ def train(
         loss_history = [(int(s), float(v)) for s, v in ts["loss_history"]]
         val_history = [(int(s), float(v)) for s, v in ts["val_history"]]
         window_sum, window_count = float(ts["window"][0]), int(ts["window"][1])
-        random.setstate((ts["python_rng"][0], tuple(ts["python_rng"][1]), ts["python_rng"][2]))
-        kind, keys, pos, has_gauss, cached = ts["numpy_rng"]
-        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(resume.rng_tensors["torch"])
+        # Older checkpoints also hold python/numpy/torch process-wide RNG states: training never
+        # drew from them, so they are left unread rather than imposed on the whole process.
         noise_gen.set_state(resume.rng_tensors[f"noise.{rank}"])
         logger.info("resumed from %s at step %d", resume_from, step)
 
@@ -404,12 +493,9 @@ def train(
             "loss_history": loss_history,
             "val_history": val_history,
             "window": [window_sum, window_count],
-            "python_rng": _python_state_to_json(random.getstate()),
-            "numpy_rng": _numpy_state_to_json(tuple(np.random.get_state())),
             "lr": lr_at(step, config),
         }
-        rng_tensors = {"torch": torch.get_rng_state()}
-        rng_tensors.update({f"noise.{r}": s for r, s in enumerate(states)})
+        rng_tensors = {f"noise.{r}": s for r, s in enumerate(states)}
         meta = CheckpointMeta(config=config, step=step, **vars(run_info))
         name = "final.safetensors" if final else f"step-{step:07d}.safetensors"
         path = out / name
@@ -470,13 +556,19 @@ def train(
 
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
-            loss = denoiser.loss(
-                x0,
-                cond.to(dev),
-                generator=noise_gen,
-                cond_dropout=config.cond_dropout,
-                mask=mask.to(dev),
-            ).mean()
+            # Dropout masks (if the UNet has dropout) from the loop's own per-step generator.
+            with (
+                _DrawFrom(_dropout_generator(config.seed, rank, step, dev))
+                if has_dropout
+                else nullcontext()
+            ):
+                loss = denoiser.loss(
+                    x0,
+                    cond.to(dev),
+                    generator=noise_gen,
+                    cond_dropout=config.cond_dropout,
+                    mask=mask.to(dev),
+                ).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages gradients across ranks here
             if config.grad_clip > 0:

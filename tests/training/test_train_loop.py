@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from training.checkpoint import load_checkpoint, read_header, read_meta, sha256_file
+from training.checkpoint import (
+    HEADER_KEY,
+    load_checkpoint,
+    read_header,
+    read_meta,
+    sha256_file,
+)
 from training.diffusion.sampling import sample_mels
 from training.snapshot_data import SegmentData, split_by_recording
 from training.train_config import TrainConfig, get_config
@@ -122,6 +135,139 @@ def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
     assert a.sha256 == b.sha256  # the very same bytes: weights, EMA, optimizer, RNG, history
     header = read_header(b.path)
     assert header["train_state"]["data_order"] == {"epoch": 1, "position": 32 - 18}
+
+
+@contextmanager
+def _global_rngs_drawn_meanwhile() -> Iterator[list[int]]:
+    """A thread drawing from python's, numpy's and torch's process-wide RNGs all along.
+
+    As Prefect's event client does with ``random`` (its websocket pings) once a
+    flow has run in the process.
+    """
+    stop = threading.Event()
+    draws = [0]
+
+    def draw() -> None:
+        while not stop.is_set():
+            random.getrandbits(32)
+            np.random.random()
+            torch.rand(1)
+            draws[0] += 1
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    try:
+        yield draws
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_checkpoints_hold_the_same_bytes_whatever_else_draws_random_numbers(
+    tmp_path: Path, dropout: float
+) -> None:
+    train_data, val_data = _data()
+    debug = get_config("debug")
+    config = debug.replace(unet=dataclasses.replace(debug.unet, dropout=dropout))
+    runs = {}
+    with _global_rngs_drawn_meanwhile() as draws:
+        for name, kwargs in (("straight", {}), ("split", {"stop_after": 3})):
+            runs[name] = train(
+                config,
+                train_data=train_data,
+                val_data=val_data,
+                out_dir=tmp_path / name,
+                run_info=INFO,
+                progress=False,
+                **kwargs,
+            )
+        runs["resumed"] = train(
+            config,
+            train_data=train_data,
+            val_data=val_data,
+            out_dir=tmp_path / "split",
+            run_info=INFO,
+            progress=False,
+            resume_from=runs["split"].checkpoints[-1].path,
+        )
+    assert draws[0] > 100  # the other thread really drew all along
+    straight, resumed = runs["straight"], runs["resumed"]
+    assert resumed.loss_history == straight.loss_history
+    assert resumed.weights_sha256 == straight.weights_sha256
+    a, b = straight.final_checkpoint, resumed.final_checkpoint
+    assert a is not None and b is not None and a.sha256 == b.sha256
+    # Nothing process-wide is saved, so there is nothing another thread could have moved.
+    header = read_header(b.path)
+    assert not {"python_rng", "numpy_rng"} & set(header["train_state"])
+    assert [k for k in load_file(str(b.path)) if k.startswith("rng.")] == ["rng.noise.0"]
+
+
+def test_training_leaves_the_global_rngs_alone(tmp_path: Path) -> None:
+    train_data, val_data = _data()
+    random.seed(11)
+    np.random.seed(11)
+    torch.manual_seed(11)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    train(
+        get_config("debug"),
+        train_data=train_data,
+        val_data=val_data,
+        out_dir=tmp_path,
+        run_info=INFO,
+        progress=False,
+    )
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])
+
+
+def test_resumes_older_checkpoints_that_carry_process_rng_states(tmp_path: Path) -> None:
+    """Checkpoints once saved python/numpy/torch global RNG states; they still resume exactly."""
+    train_data, val_data = _data()
+    config = get_config("debug")
+    straight = train(
+        config,
+        train_data=train_data,
+        val_data=val_data,
+        out_dir=tmp_path / "straight",
+        run_info=INFO,
+        progress=False,
+    )
+    first = train(
+        config,
+        train_data=train_data,
+        val_data=val_data,
+        out_dir=tmp_path / "split",
+        run_info=INFO,
+        progress=False,
+        stop_after=3,
+    )
+    path = first.checkpoints[-1].path
+    header = read_header(path)
+    tensors = load_file(str(path))
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    header["train_state"]["python_rng"] = [version, list(internal), gauss]
+    header["train_state"]["numpy_rng"] = [kind, keys.tolist(), pos, has_gauss, cached]
+    tensors["rng.torch"] = torch.get_rng_state()
+    old = tmp_path / "old-format.safetensors"
+    save_file(tensors, str(old), metadata={HEADER_KEY: json.dumps(header)})
+
+    resumed = train(
+        config,
+        train_data=train_data,
+        val_data=val_data,
+        out_dir=tmp_path / "split",
+        run_info=INFO,
+        progress=False,
+        resume_from=old,
+    )
+    assert resumed.weights_sha256 == straight.weights_sha256
+    assert resumed.loss_history == straight.loss_history
+    a, b = straight.final_checkpoint, resumed.final_checkpoint
+    assert a is not None and b is not None and a.sha256 == b.sha256
 
 
 def test_resume_refuses_other_config_or_snapshot(tmp_path: Path) -> None:
