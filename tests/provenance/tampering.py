@@ -26,4 +26,4 @@ def as_admin(engine: Engine, statements: Sequence[str], *, tables: Sequence[str]
         else:
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         for statement in statements:
-            conn.execute(text(statement))
+            conn.exec_driver_sql(statement)
