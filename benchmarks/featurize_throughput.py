@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from provenance.demo_corpus import demo_facts_path
+from flows.demo_corpus import demo_facts_path
 
 DEMO_MANIFEST = demo_facts_path()  # the packaged copy of the demo corpus facts
 BANNED = ["Mattias Westlund", "Doug Kaufman", "Ryan Reilly", "Will Savino", "Maxstack"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from provenance.demo_corpus import demo_facts_path
+from flows.demo_corpus import demo_facts_path
 from training.featurizer import decode_for_mel
 from training.mel import MelConfig, log_mel, log_mel_reference
 from training.segments import segment_wave

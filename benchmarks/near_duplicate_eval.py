@@ -4,7 +4,7 @@ duplicates (re-encodes, gain changes, small crops) that must still link.
     .venv/bin/python benchmarks/near_duplicate_eval.py [--set benchmarks/data/gate_music.csv]
         [--demo-dir DIR] [--cache DIR] [--originals N] [--jobs 2] [--json]
 
-Recordings: the demo corpus (built with ``provenance.demo_corpus.build_demo_corpus``, the
+Recordings: the demo corpus (built with ``flows.demo_corpus.build_demo_corpus``, the
 Debian files and the rendered scores) plus every installed track the evaluation set lists
 (``benchmarks/install_gate_music.sh`` installs them), one per distinct sha256.
 
@@ -93,7 +93,7 @@ def _features(args: tuple[str, str, str]) -> Track | None:
 
 def collect(set_csv: Path, demo_dir: Path) -> list[tuple[str, str]]:
     """``(name, path)`` of the demo corpus files and of every installed evaluation track."""
-    from provenance.demo_corpus import build_demo_corpus
+    from flows.demo_corpus import build_demo_corpus
 
     found: list[tuple[str, str]] = []
     manifest = build_demo_corpus(demo_dir)

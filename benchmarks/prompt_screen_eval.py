@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.demo_corpus import load_demo_facts, named_artists
 from generation.prompt_screen import PromptScreen, ScreenedParty
-from provenance.demo_corpus import load_demo_facts, named_artists
 
 DATA = Path(__file__).parent / "data" / "prompts"
 LISTS = ("disguised", "benign")

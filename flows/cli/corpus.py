@@ -39,7 +39,7 @@ def demo(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from provenance.demo_corpus import (
+    from flows.demo_corpus import (
         DemoCorpusError,
         MissingDebianPackageError,
         build_demo_corpus,

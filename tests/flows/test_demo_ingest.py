@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from flows.ingest import run_ingest
-from provenance.db import session_factory
-from provenance.demo_corpus import (
+from flows.demo_corpus import (
     DEMO_ROWS,
     build_demo_corpus,
     load_demo_facts,
     missing_requirements,
     read_demo_manifest,
 )
+from flows.ingest import run_ingest
+from provenance.db import session_factory
 from provenance.eligibility import eligibility_table
 from provenance.models import Credit, LicenceAssertion, Party, Recording
 from provenance.policies import load_policy

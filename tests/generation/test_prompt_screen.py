@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from flows.demo_corpus import load_demo_facts, named_artists
 from generation.ordinary_words import is_english_word, is_ordinary
 from generation.prompt_screen import (
     MAX_PROMPT_CHARS,
@@ -25,7 +26,6 @@ from generation.prompt_screen import (
 from generation.text_folding import folded_text
 from provenance.audit_log import verify_chain
 from provenance.consent import ConsentSubject, record_consent
-from provenance.demo_corpus import load_demo_facts, named_artists
 from provenance.models import AuditEvent, GateDecision, Party
 from provenance.parties import get_or_create_party
 

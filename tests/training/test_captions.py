@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from provenance.demo_corpus import demo_facts_path
+from flows.demo_corpus import demo_facts_path
 from provenance.features import banned_names
 from provenance.models import Credit, Party, PartyAlias, Recording
 from training.captions import (

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from provenance.demo_corpus import (
+from flows.demo_corpus import (
     DEMO_ROWS,
     MANIFEST_COLUMNS,
     MissingDebianPackageError,
@@ -178,7 +178,7 @@ def test_missing_fluidsynth_and_soundfont_are_named(
 def test_cli_exits_2_naming_the_missing_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import provenance.demo_corpus as demo_corpus
+    import flows.demo_corpus as demo_corpus
     from flows.cli import app
 
     facts = load_demo_facts()
