@@ -274,5 +274,14 @@ def register(app: typer.Typer) -> None:
                 f"{report.combined_false_block_rate:.3%} over {report.recordings} recordings",
                 highlight=False,
             )
+            if report.melody is not None:
+                mel = report.melody
+                console.print(
+                    f"melody ≥ {mel['thresholds']['window']:.3f} for 30 s windows, "
+                    f"≥ {mel['thresholds']['short']:.3f} for clips under 20 s; outside "
+                    f"negatives {mel['outside_negatives']['window']} tracks "
+                    f"({mel['cohort_excluded_as_members']} left out as members)",
+                    highlight=False,
+                )
             for name, recall in report.per_transform_recall.items():
                 console.print(f"  {name:<16} replays blocked {recall:.3f}", highlight=False)
