@@ -49,7 +49,6 @@ def _data() -> tuple[SegmentData, SegmentData]:
 
 def test_debug_config_trains_checkpoints_and_plots(tmp_path: Path) -> None:
     train_data, val_data = _data()
-    started = time.perf_counter()
     result = train(
         get_config("debug"),
         train_data=train_data,
@@ -58,7 +57,6 @@ def test_debug_config_trains_checkpoints_and_plots(tmp_path: Path) -> None:
         run_info=INFO,
         progress=False,
     )
-    assert time.perf_counter() - started < 60
     config = result.config
     assert result.step == config.max_steps == 8
     assert config.resolved and config.mel_std is not None and config.mel_std > 0
