@@ -68,8 +68,8 @@ def _sha256(path: str) -> str:
 
 def _features(args: tuple[str, str, str]) -> Track | None:
     """Probe one file (fingerprint, duration) and cache its spectral profile."""
-    from training.audio_io import AudioProbeError, probe_audio
-    from training.audio_match import spectral_profile
+    from provenance.audio_match import spectral_profile
+    from provenance.audio_probe import AudioProbeError, probe_audio
 
     name, path, cache = args
     sha = _sha256(path)
@@ -111,7 +111,7 @@ def collect(set_csv: Path, demo_dir: Path) -> list[tuple[str, str]]:
 
 
 def _profile(track: Track) -> Any:
-    from training.audio_match import SpectralProfile
+    from provenance.audio_match import SpectralProfile
 
     return SpectralProfile(np.load(track.profile_file))
 
@@ -121,12 +121,12 @@ def pair_evidence(
 ) -> tuple[bool, int, float, float | None]:
     """``(duration match, bits, duration gap, correlation or None)`` for ``b`` ingested
     after ``a`` or the other way round (either order linking counts)."""
+    from provenance.audio_probe import fingerprint_distance
     from provenance.near_duplicates import (
         DEFAULT_DURATION_TOLERANCE,
         duration_window_s,
         fine_correlation,
     )
-    from training.audio_io import fingerprint_distance
 
     gap = b.duration_s - a.duration_s
     window = max(
@@ -165,13 +165,13 @@ SAME_RECORDING_PCM = 0.9
 
 
 def old_rule(bits: int) -> bool:
-    from training.audio_io import DEFAULT_NEAR_DUPLICATE_BITS
+    from provenance.audio_probe import DEFAULT_NEAR_DUPLICATE_BITS
 
     return 0 <= bits <= DEFAULT_NEAR_DUPLICATE_BITS
 
 
 def new_rule(bits: int, correlation: float | None) -> bool:
-    from training.audio_match import DEFAULT_MIN_CORRELATION
+    from provenance.audio_match import DEFAULT_MIN_CORRELATION
 
     return old_rule(bits) and correlation is not None and correlation >= DEFAULT_MIN_CORRELATION
 
@@ -215,8 +215,8 @@ def variants(path: str) -> Iterator[tuple[str, bytes]]:
 
 
 def _variant_results(args: tuple[Track]) -> list[dict[str, Any]]:
-    from training.audio_io import probe_audio
-    from training.audio_match import SpectralProfile, spectral_profile
+    from provenance.audio_match import SpectralProfile, spectral_profile
+    from provenance.audio_probe import probe_audio
 
     (original,) = args
     results = []

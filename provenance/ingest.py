@@ -6,7 +6,7 @@ database part is short:
 1. :func:`prepare_item` (no DB): read the bytes (never blocking on a FIFO, never
    following a URL the source does not allow; :mod:`provenance.ingest_reads`),
    sha256 them, judge the header before decoding (:mod:`provenance.ingest_checks`),
-   decode-validate and measure them (``training.audio_io.probe_audio``), read file
+   decode-validate and measure them (``provenance.audio_probe.probe_audio``), read file
    tags, and, only for acceptable audio, copy the bytes into the content-addressed
    object store (temporary name, then rename).
 2. :func:`record_prepared` (caller's transaction): the recording (or the
@@ -41,6 +41,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from provenance.audio_probe import (
+    DEFAULT_CONTAINERS,
+    DEFAULT_NEAR_DUPLICATE_BITS,
+    AudioProbeError,
+    probe_audio,
+)
 from provenance.audit_log import append_event
 from provenance.ingest_checks import judge_header
 from provenance.ingest_reads import Refused as _Refused
@@ -50,12 +56,6 @@ from provenance.near_duplicates import near_duplicate_of
 from provenance.object_store import ObjectStore, crash_point
 from provenance.sources.base import SourceAdapter, SourceItem, parse_consent
 from provenance.sources.text import fit_text
-from training.audio_io import (
-    DEFAULT_CONTAINERS,
-    DEFAULT_NEAR_DUPLICATE_BITS,
-    AudioProbeError,
-    probe_audio,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ A link therefore needs three pieces of evidence, cheapest first:
    of the newcomer's plus 0.5 s (re-encoding pads by milliseconds; a small
    crop shortens by a second or two).
 2. **Coarse fingerprint.** The 512-bit fingerprints
-   (``training.audio_io.pcm_fingerprint``) are at most ``max_bits`` apart.
+   (``provenance.audio_probe.pcm_fingerprint``) are at most ``max_bits`` apart.
    Cheap, read from the database; but it keeps only signs of band-energy
    changes, so sounds that change little over time (a held chord and a held
    tone: 30–40 bits) pass it.
 3. **Fine comparison.** Both stored objects are decoded into 46 ms × 36-band
    log-power spectrograms and correlated cell by cell at the best lag
-   (``training.audio_match``); the correlation must reach
+   (``provenance.audio_match``); the correlation must reach
    ``min_correlation``. In ``benchmarks/near_duplicate_eval.py`` re-encodes
    and gain changes of the same track score 0.994 or more, and different
    recordings that pass steps 1–2 score at most 0.75 (README, "Near-duplicates").
@@ -33,15 +33,15 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenance.models import Recording
-from provenance.object_store import open_location
-from training.audio_io import DEFAULT_NEAR_DUPLICATE_BITS, fingerprint_distance
-from training.audio_match import (
+from provenance.audio_match import (
     DEFAULT_MIN_CORRELATION,
     SpectralProfile,
     profile_similarity,
     spectral_profile,
 )
+from provenance.audio_probe import DEFAULT_NEAR_DUPLICATE_BITS, fingerprint_distance
+from provenance.models import Recording
+from provenance.object_store import open_location
 
 logger = logging.getLogger(__name__)
 

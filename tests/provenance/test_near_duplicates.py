@@ -12,14 +12,14 @@ import soundfile as sf
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provenance.audio_match import DEFAULT_MIN_CORRELATION, profile_of_wave, profile_similarity
+from provenance.audio_probe import DEFAULT_NEAR_DUPLICATE_BITS, fingerprint_distance, probe_audio
 from provenance.ingest import IngestLimits, get_or_create_source, ingest_item
 from provenance.models import Recording
 from provenance.near_duplicates import duplicate_evidence
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
 from tests.training.test_audio_io import synth_music
-from training.audio_io import DEFAULT_NEAR_DUPLICATE_BITS, fingerprint_distance, probe_audio
-from training.audio_match import DEFAULT_MIN_CORRELATION, profile_of_wave, profile_similarity
 
 SR = 22050
 LIMITS = IngestLimits(max_duration_s=10.0, min_duration_s=1.0, max_bytes=5_000_000)

@@ -1,6 +1,6 @@
 """Is one recording the same audio as another? The fine comparison behind near-duplicate links.
 
-The 512-bit fingerprint (``training.audio_io.pcm_fingerprint``) is a cheap first
+The 512-bit fingerprint (``provenance.audio_probe.pcm_fingerprint``) is a cheap first
 filter, but it keeps only the *signs* of coarse band-energy changes, so two
 different sounds with little change over time (a held chord and a held tone)
 can land a few dozen bits apart. This module is the second, finer look: a
