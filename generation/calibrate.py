@@ -178,7 +178,9 @@ def calibrate_thresholds(
         sims = _embed(embedder, wave) @ vectors.T  # [w, n]
         if sims.shape[0] == 0:  # silence throughout: it resembles nothing
             sims = np.full((1, vectors.shape[0]), -1.0, dtype=np.float32)
-        others = np.array([not (own & set(ids)) for ids in artists_of_row])
+        # Negatives are other artists' recordings, never r itself: a member with no
+        # credited artist (an anonymous folk tune) would otherwise be its own negative.
+        others = np.array([not (own & set(ids)) for ids in artists_of_row]) & (rec_of_row != rec)
         other_scores: list[float] = []
         other_windows: list[np.ndarray] = []
         for artist in all_artists:
@@ -197,7 +199,7 @@ def calibrate_thresholds(
             track_neg_windows.append(sims[:, others].max(axis=1))
             artist_neg_windows.append(np.max(other_windows, axis=0))
             artist_neg.append(max(other_scores))
-            same_artist = set().union(*(recs_of_artist[a] for a in own))
+            same_artist = set().union(*(recs_of_artist[a] for a in own)) | {rec}
             fp_neg.append(fingerprints.match_windows(wave, exclude_recordings=same_artist).score)
         for name, transform in transforms.items():
             copy = transform(wave)

@@ -125,3 +125,47 @@ def test_tail_threshold_extrapolates_beyond_few_negatives() -> None:
     assert tail_threshold(few, 0.001) > threshold_at_rate(few, 0.001) - 1e-9
     assert np.mean(many >= tail_threshold(few, 0.001)) < 0.01
     assert tail_threshold(few[:1], 0.01) == float("inf")
+
+
+def test_a_member_without_credited_artists_is_not_its_own_negative(session: Session) -> None:
+    """An anonymous member (a traditional tune with no credited artist) shares no artist
+    with anyone; calibration must still leave it out of its own negatives, or its perfect
+    self-match sets every threshold out of reach."""
+    from generation.index import build_index_for_run
+    from tests.generation.test_gate import attach_fingerprints
+
+    embedder = StandInEmbedder()
+    run = make_run(session)
+    waves = {rec: melody(rec) for rec in (1, 2, 3, 4)}
+    artists = {1: [101], 2: [102], 3: [103], 4: []}  # recording 4: no credited artist
+    vectors, rec_ids, seg_ids, artist_ids = [], [], [], []
+    for rec, wave in waves.items():
+        for j, vec in enumerate(embedder.embed_audio(wave)):
+            vectors.append(vec)
+            rec_ids.append(rec)
+            seg_ids.append(j)
+            artist_ids.append(artists[rec])
+    row = build_index_for_run(
+        session,
+        run.id,
+        embeddings=np.stack(vectors),
+        recording_ids=rec_ids,
+        segment_index=seg_ids,
+        artist_ids=artist_ids,
+        embedder_sha256=embedder.sha256,
+        snapshot_digest=run.members_digest,
+        thresholds={"track": 0.95, "artist": 0.9, "false_block_rate": 0.01},
+    )
+    attach_fingerprints(session, row, waves, artists)
+    report = calibrate_run(
+        session,
+        run,
+        embedder=embedder,
+        clips=waves,
+        recordings=waves,
+        transforms=default_transforms(["gain_-6db", "pitch_+1"]),
+        false_block_rate=0.01,
+    )
+    assert report.thresholds["fingerprint"]["threshold"] == MIN_THRESHOLD
+    assert report.thresholds["track"] < 0.999
+    assert report.fingerprint_recall == 1.0
