@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,27 @@ from artist_eval import (  # noqa: E402
     load_excerpt,
     read_rows,
 )
+
+
+def tune_outside_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The tune half's installed outside tracks: what both shipped cohorts are made of."""
+    return [
+        r
+        for r in read_rows(csv_path)
+        if r["role"] == "outside" and r["split"] == "tune" and Path(r["path"]).is_file()
+    ]
+
+
+def track_meta(row: dict[str, str], seconds: float) -> dict[str, Any]:
+    """A cohort track's provenance: package, path, artist, licence, file sha256, length."""
+    return {
+        "package": row["package"],
+        "path": row["path"],
+        "artist": row["artist"],
+        "licence": row["licence"],
+        "sha256": hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest(),
+        "excerpt_seconds": round(seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.musicnn.embedder import MusicnnEmbedder
 
     torch.set_num_threads(2)
-    rows = [
-        r
-        for r in read_rows(args.csv)
-        if r["role"] == "outside" and r["split"] == "tune" and Path(r["path"]).is_file()
-    ]
+    rows = tune_outside_rows(args.csv)
     if not rows:
         print(
             "no tune-half outside tracks are installed: run benchmarks/install_gate_music.sh",
@@ -68,16 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         tracks.append(features(outputs, embedder.feature))
         levels.append(embedder.window_levels_db(load_excerpt(row["path"], args.excerpt_seconds)))
         roles.append("cohort" if is_cohort(row) else "calibration")
-        meta.append(
-            {
-                "package": row["package"],
-                "path": row["path"],
-                "artist": row["artist"],
-                "licence": row["licence"],
-                "sha256": hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest(),
-                "excerpt_seconds": round(len(tracks[-1]) * 3.0, 1),
-            }
-        )
+        meta.append(track_meta(row, len(tracks[-1]) * 3.0))
     out = args.out or default_cohort_path()
     sha = write_cohort(
         out, embedder_sha256=embedder.sha256, tracks=tracks, roles=roles, meta=meta, levels=levels

@@ -15,14 +15,14 @@ normalisation to keep apart). Needs the Debian packages of
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from artist_eval import DEFAULT_CSV, load_excerpt, read_rows  # noqa: E402
+from artist_eval import DEFAULT_CSV, load_excerpt  # noqa: E402
+from build_gate_cohort import track_meta, tune_outside_rows  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from generation.melody import chroma
     from generation.melody_cohort import default_melody_cohort_path, write_melody_cohort
 
-    rows = [
-        r
-        for r in read_rows(args.csv)
-        if r["role"] == "outside" and r["split"] == "tune" and Path(r["path"]).is_file()
-    ]
+    rows = tune_outside_rows(args.csv)
     if not rows:
         print(
             "no tune-half outside tracks are installed: run benchmarks/install_gate_music.sh",
@@ -54,16 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         c, loud = chroma(wave)
         classes.append(c)
         loudness.append(loud)
-        meta.append(
-            {
-                "package": row["package"],
-                "path": row["path"],
-                "artist": row["artist"],
-                "licence": row["licence"],
-                "sha256": hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest(),
-                "excerpt_seconds": round(wave.size / 16_000, 1),
-            }
-        )
+        meta.append(track_meta(row, wave.size / 16_000))
     out = args.out or default_melody_cohort_path()
     sha = write_melody_cohort(out, classes=classes, loudness=loudness, meta=meta)
     print(

@@ -26,7 +26,14 @@ import numpy as np
 
 from generation.index import GateUnavailable
 
-__all__ = ["ROLES", "Cohort", "default_cohort_path", "load_cohort", "write_cohort"]
+__all__ = [
+    "ROLES",
+    "Cohort",
+    "default_cohort_path",
+    "describe_sources",
+    "load_cohort",
+    "write_cohort",
+]
 
 ROLES = ("cohort", "calibration")
 
@@ -62,7 +69,8 @@ class Cohort:
     def excluding(self, sha256s: Collection[str]) -> Cohort:
         """The cohort without the tracks whose source file has one of these sha256s (a
         snapshot member is not outside music, whatever the cohort was built from)."""
-        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in set(sha256s)]
+        members = set(sha256s)
+        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in members]
         if len(keep) == len(self.meta):
             return self
         return Cohort(
@@ -81,12 +89,19 @@ class Cohort:
             "sha256": self.sha256,
             "embedder_sha256": self.embedder_sha256,
             "tracks": {role: self.roles.count(role) for role in ROLES},
-            "artists": len({m.get("artist") for m in self.meta}),
-            "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in self.meta), 1),
-            "licences": dict(Counter(str(m.get("licence")) for m in self.meta)),
-            "packages": sorted({str(m.get("package")) for m in self.meta}),
+            **describe_sources(self.meta),
             "excluded_as_members": self.excluded,
         }
+
+
+def describe_sources(meta: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Artists, seconds, licences and packages of a cohort's tracks, from their metadata."""
+    return {
+        "artists": len({m.get("artist") for m in meta}),
+        "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in meta), 1),
+        "licences": dict(Counter(str(m.get("licence")) for m in meta)),
+        "packages": sorted({str(m.get("package")) for m in meta}),
+    }
 
 
 def write_cohort(

@@ -5,8 +5,9 @@ snapshot (more passages, more chances), so the threshold is set per snapshot, at
 calibration, from outside queries matched against that snapshot's own melody index.
 fairchord ships those queries as chroma (``generation/data/melody_cohort.npz``): a 30 s
 excerpt from the middle of every track of the tune half's outside music in
-``benchmarks/data/gate_music.csv`` (the musicnn cohort's tracks, made by
-``benchmarks/build_gate_cohort.py``), with each track's package, path, artist and licence.
+``benchmarks/data/gate_music.csv`` (the musicnn cohort's tracks; made by
+``benchmarks/build_melody_cohort.py``), with each track's package, path, artist, licence
+and file sha256.
 Chroma is stored, not audio: it is all the detector compares, and it is small.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from generation.cohort import describe_sources
 from generation.index import GateUnavailable
 from generation.melody import chroma_config
 
@@ -53,7 +54,8 @@ class MelodyCohort:
     def excluding(self, sha256s: Collection[str]) -> MelodyCohort:
         """The cohort without the tracks whose source file has one of these sha256s (a
         snapshot member is not outside music, whatever the cohort was built from)."""
-        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in set(sha256s)]
+        members = set(sha256s)
+        keep = [i for i, m in enumerate(self.meta) if m.get("sha256") not in members]
         if len(keep) == len(self.meta):
             return self
         return MelodyCohort(
@@ -69,10 +71,7 @@ class MelodyCohort:
         return {
             "sha256": self.sha256,
             "tracks": len(self.classes),
-            "artists": len({m.get("artist") for m in self.meta}),
-            "seconds": round(sum(float(m.get("excerpt_seconds", 0.0)) for m in self.meta), 1),
-            "licences": dict(Counter(str(m.get("licence")) for m in self.meta)),
-            "packages": sorted({str(m.get("package")) for m in self.meta}),
+            **describe_sources(self.meta),
             "excluded_as_members": self.excluded,
         }
 
