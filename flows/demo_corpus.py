@@ -191,7 +191,7 @@ def default_demo_dir() -> Path:
 
 def missing_requirements(facts: Sequence[DemoFact], *, soundfont: Path) -> list[tuple[str, str]]:
     """``(Debian package, what is missing)`` for every absent file or tool, package order kept."""
-    from training.render_scores import FLUIDSYNTH_PACKAGE, SOUNDFONT_PACKAGE
+    from flows.render_scores import FLUIDSYNTH_PACKAGE, SOUNDFONT_PACKAGE
 
     missing: dict[str, str] = {}
     for fact in facts:
@@ -279,7 +279,7 @@ def build_demo_corpus(
     Raises :class:`MissingDebianPackageError` before touching anything when a package is
     absent.
     """
-    from training.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_score
+    from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_score
 
     soundfont = soundfont or DEFAULT_SOUNDFONT
     facts = list(facts) if facts is not None else load_demo_facts()

@@ -45,7 +45,7 @@ def demo(
         build_demo_corpus,
         read_demo_manifest,
     )
-    from training.render_scores import RenderError
+    from flows.render_scores import RenderError
 
     progress = Progress(
         TextColumn("{task.description}"),

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 import typer
 
+from flows.child_processes import call_owned
 from flows.cli.common import console, fail
 from provenance.settings import fairchord_home
 
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
                 continue
             started = time.perf_counter()
             exe = [sys.executable, "-m", "flows.cli", *step.args]
-            code = subprocess.call(exe, env=env)
+            code = call_owned(exe, env=env)
             took = time.perf_counter() - started
             if code not in step.ok_codes:
                 fail(f"step {number} ({step.title}) exited {code} after {took:.0f} s")

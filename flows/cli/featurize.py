@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         )
 
         from flows.featurize import add_progress_callback, run_featurize
+        from flows.prefect_api import prefect_api
 
         progress = Progress(
             TextColumn("featurizing"),
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
         remove = add_progress_callback(on_progress)
         try:
-            with progress:
+            with prefect_api(), progress:
                 summary = run_featurize(
                     shard_mb=shard_mb, hop_s=hop, use_dask=dask, clap_path=clap_tags
                 )

@@ -116,6 +116,7 @@ def register(app: typer.Typer) -> None:
         )
 
         from flows.ingest import add_progress_callback, run_ingest
+        from flows.prefect_api import prefect_api
         from provenance.ingest import IngestOutcome
         from provenance.sources import SourceError
 
@@ -138,7 +139,7 @@ def register(app: typer.Typer) -> None:
 
         remove = add_progress_callback(on_progress)
         try:
-            with progress:
+            with prefect_api(), progress:
                 summary = run_ingest(
                     source,
                     manifest=manifest,

@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.child_processes import die_with_parent
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -188,7 +190,13 @@ def render_midi(midi_path: Path, wav_path: Path, *, soundfont: Path, sample_rate
         str(midi_path),
     ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=RENDER_TIMEOUT_S,
+            preexec_fn=die_with_parent(),
+        )
     except subprocess.TimeoutExpired as exc:
         raise RenderError(f"fluidsynth took over {RENDER_TIMEOUT_S:.0f} s on {midi_path}") from exc
     if done.returncode != 0 or not wav_path.is_file() or wav_path.stat().st_size <= 44:
