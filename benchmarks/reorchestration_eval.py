@@ -193,7 +193,7 @@ def _silence_at_end(track: Any, channels: Iterable[int]) -> None:
 def render_original(reference: str, work: Path) -> np.ndarray:
     """The training member: the corpus's own render (cached), decoded as the gate decodes."""
     from flows.cli.gate import load_wave_16k
-    from training.render_scores import ScoreRef, render_score
+    from flows.render_scores import ScoreRef, render_score
 
     ref = ScoreRef.parse(reference)
     rendered = render_score(str(ref), work / "scores" / ref.wav_name())
@@ -207,7 +207,7 @@ def render_variant(reference: str, plain_midi: Path, variant: Variant, work: Pat
     on (the corpus render key and the variant), and reused when the sidecar matches.
     """
     from flows.cli.gate import load_wave_16k
-    from training.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_key, render_midi
+    from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_key, render_midi
 
     ref = ScoreRef.parse(reference)
     slug = variant.name.replace(" ", "_").replace("%", "pct")
@@ -595,7 +595,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def render_all(references: Sequence[str], work: Path) -> tuple[list[np.ndarray], list[Rendered]]:
-    from training.render_scores import ScoreRef, write_midi
+    from flows.render_scores import ScoreRef, write_midi
 
     originals, rendered = [], []
     plan = variants()
@@ -613,7 +613,7 @@ def render_all(references: Sequence[str], work: Path) -> tuple[list[np.ndarray],
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from generation.fingerprint import MIN_THRESHOLD
-    from training.render_scores import MissingRenderToolError
+    from flows.render_scores import MissingRenderToolError
 
     if not args.manifest.is_file():
         fail(f"manifest {args.manifest} does not exist", EXIT_BAD_INPUT)

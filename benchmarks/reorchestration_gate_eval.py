@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.cli.gate import load_gate_embedder, resolve_checkpoint
     from generation.gate import SimilarityGate
     from generation.index import GateUnavailable, load_index
-    from training.render_scores import MissingRenderToolError
+    from flows.render_scores import MissingRenderToolError
 
     with tempfile.TemporaryDirectory(prefix="fairchord-reorch-gate-") as tmp:
         work = args.work_dir or Path(tmp)

@@ -23,7 +23,7 @@ from flows.demo_corpus import (
     read_demo_manifest,
 )
 from provenance.sources import open_source
-from training.render_scores import DEFAULT_SOUNDFONT, ScoreRef, sha256_file
+from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef, sha256_file
 
 MISSING = missing_requirements(load_demo_facts(), soundfont=DEFAULT_SOUNDFONT)
 needs_debian = pytest.mark.skipif(

@@ -20,7 +20,7 @@ from provenance.db import session_factory
 from provenance.eligibility import eligibility_table
 from provenance.models import Credit, LicenceAssertion, Party, Recording
 from provenance.policies import load_policy
-from training.render_scores import DEFAULT_SOUNDFONT
+from flows.render_scores import DEFAULT_SOUNDFONT
 
 MISSING = missing_requirements(load_demo_facts(), soundfont=DEFAULT_SOUNDFONT)
 
