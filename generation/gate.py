@@ -22,7 +22,6 @@ The gate fails closed: anything that prevents a trustworthy decision raises
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -31,12 +30,14 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from generation.calibrate_artists import normal_tail_at
-from generation.calibrate_melody import LENGTHS, melody_threshold
+from generation.calibrate_melody import melody_threshold
+from generation.gate_thresholds import check_thresholds
 from generation.index import GateIndex, GateUnavailable
 from generation.melody import MelodyMatch
 from generation.search import Search, search_for
 from generation.tail import tail_at
-from provenance.audit_log import append_event
+from provenance.gate_decisions import record_decision
+from provenance.hashing import sha256_bytes
 from provenance.models import GateDecision
 
 log = logging.getLogger(__name__)
@@ -72,19 +73,6 @@ def audible(embedder: Any, wave: np.ndarray, n_windows: int) -> np.ndarray:
     if levels.shape != (n_windows,):
         raise GateUnavailable(f"embedder gave {levels.shape} window levels for {n_windows} windows")
     return levels >= QUIET_DBFS
-
-
-def _check_melody_entry(entry: Any) -> None:
-    """A calibrated melody entry has a finite threshold and a fitted tail per query length."""
-    try:
-        rate = float(entry["rate"])
-        values = [float(entry["thresholds"][kind]) for kind in LENGTHS]
-        for kind in LENGTHS:
-            values += [float(entry["tails"][kind][k]) for k in ("z_mean", "z_sd")]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GateUnavailable(f"the melody calibration is malformed: {entry!r}") from exc
-    if not 0 < rate < 1 or not np.all(np.isfinite(values)):
-        raise GateUnavailable(f"the melody calibration is malformed: {entry!r}")
 
 
 @dataclass
@@ -131,65 +119,7 @@ class SimilarityGate:
                 f"{index.embedder_sha256} (run {index.training_run_id})"
             )
         chosen = dict(thresholds if thresholds is not None else index.thresholds)
-        for key in ("track", "artist"):
-            value = chosen.get(key)
-            if not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise GateUnavailable(
-                    f"threshold {key!r} is {value!r}; calibrate the index first "
-                    "(`fairchord gate calibrate`)"
-                )
-        for key in ("track_tail", "artist_tail"):
-            tail = chosen.get(key)
-            if tail is None:
-                continue
-            values: list[float] = []
-            if isinstance(tail, dict):
-                values = [
-                    float(v)
-                    for v in (tail.get("z_mean"), tail.get("z_sd"), tail.get("rate"))
-                    if isinstance(v, (int, float))
-                ]
-            if len(values) != 3 or not np.all(np.isfinite(values)) or not 0 < values[2] < 1:
-                raise GateUnavailable(f"{key} is malformed: {tail!r}; recalibrate the index")
-        fingerprint = chosen.get("fingerprint")
-        fp_threshold = fingerprint.get("threshold") if isinstance(fingerprint, dict) else None
-        if not isinstance(fp_threshold, (int, float)) or not np.isfinite(fp_threshold):
-            raise GateUnavailable(
-                f"fingerprint threshold is {fp_threshold!r}: the index was calibrated without "
-                "the fingerprint detector; run `fairchord gate calibrate`"
-            )
-        if index.fingerprints is None:
-            raise GateUnavailable(
-                "the index's fingerprints are not loaded; refusing to gate without them"
-            )
-        model_entry = chosen.get("artist_model")
-        if model_entry is not None:
-            tail = model_entry.get("tail") if isinstance(model_entry, dict) else None
-            values = [
-                v
-                for v in (
-                    model_entry.get("threshold") if isinstance(model_entry, dict) else None,
-                    *((tail or {}).get(k) for k in ("mean", "sd", "rate")),
-                )
-                if isinstance(v, (int, float))
-            ]
-            if len(values) != 4 or not np.all(np.isfinite(values)) or not 0 < values[3] < 1:
-                raise GateUnavailable(
-                    f"the artist model's calibration is malformed: {model_entry!r}"
-                )
-            if index.artist_model is None:
-                raise GateUnavailable(
-                    "the index was calibrated with an artist model that is not loaded; "
-                    "refusing to gate without it"
-                )
-        melody_entry = chosen.get("melody")
-        if melody_entry is not None:
-            _check_melody_entry(melody_entry)
-            if index.melody is None:
-                raise GateUnavailable(
-                    "the index was calibrated with a melody detector that is not loaded; "
-                    "refusing to gate without it"
-                )
+        fp_threshold = check_thresholds(index, chosen)
         if search_k < 1 or artist_top_k < 1 or top_artists < 1:
             raise ValueError(
                 f"search_k={search_k}, artist_top_k={artist_top_k}, top_artists={top_artists}: "
@@ -202,7 +132,7 @@ class SimilarityGate:
         self.index = index
         self.embedder = embedder
         self.thresholds = chosen
-        self.fingerprint_threshold = float(fp_threshold)
+        self.fingerprint_threshold = fp_threshold
         self.search_k = search_k
         self.artist_top_k = artist_top_k
         self.top_artists = top_artists
@@ -393,7 +323,7 @@ class SimilarityGate:
             index_sha256=self.index.sha256,
             embedder_sha256=self.index.embedder_sha256,
             index_row_id=self.index.row_id,
-            audio_sha256=hashlib.sha256(wave.tobytes()).hexdigest(),
+            audio_sha256=sha256_bytes(wave.tobytes()),
             windows=int(windows.shape[0]),
             extra={
                 "search": self.search.name,
@@ -439,11 +369,12 @@ def record_gate_decision(
     session: Session, generation_id: int | None, result: GateResult
 ) -> GateDecision:
     """Append one similarity-gate decision (allow or block) with its evidence + audit event."""
-    row = GateDecision(
+    return record_decision(
+        session,
         generation_id=generation_id,
         stage="similarity_gate",
         verdict=result.verdict,
-        reasons=list(result.reasons),
+        reasons=result.reasons,
         scores={
             "track_similarity": result.track_similarity,
             "detectors": dict(result.detector_scores),
@@ -453,23 +384,11 @@ def record_gate_decision(
             "fingerprint": result.extra.get("fingerprint"),
         },
         nearest=[result.nearest],
-        thresholds=dict(result.thresholds),
-        index_id=result.index_row_id,
-        audio_sha256=result.audio_sha256,
-    )
-    session.add(row)
-    session.flush()
-    append_event(
-        session,
-        "gate.decided",
-        entity="gate_decision",
-        entity_id=row.id,
-        payload={
-            "generation_id": generation_id,
-            "stage": "similarity_gate",
-            "verdict": result.verdict,
+        thresholds=result.thresholds,
+        event={
             "track_similarity": result.track_similarity,
             "index_sha256": result.index_sha256,
         },
+        index_id=result.index_row_id,
+        audio_sha256=result.audio_sha256,
     )
-    return row
