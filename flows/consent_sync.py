@@ -14,13 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from provenance.consent_sync import (
-    DEFAULT_PURPOSE,
-    ConsentList,
-    SyncReport,
-    apply_consent_list,
-    parse_consent_file,
-)
+from provenance.consent_lists import DEFAULT_PURPOSE, ConsentList, parse_consent_file
+from provenance.consent_sync import SyncReport, apply_consent_list
 from provenance.db import make_engine, session_factory
 
 

@@ -1,128 +1,72 @@
-"""Import opt-outs from do-not-train lists and W3C TDMRep files into the consent ledger.
+"""Record what consent files say in the consent ledger: statement files, do-not-train lists, TDMRep.
 
-Two kinds of file:
+Files are read by :mod:`provenance.consent_statements` (explicit opt-ins and
+opt-outs) and :mod:`provenance.consent_lists` (do-not-train lists and TDMRep
+files); this module matches them against the database and records events.
 
-**Do-not-train list** (CSV with a header, or JSON). Each entry names a party
-(a name or any alias), a recording (the sha256 of its original bytes) or a
-source url. CSV columns: ``party`` (also ``name``, ``artist``, ``alias``),
-``sha256`` (also ``recording_sha256``), ``source_url`` (also ``url``), or
-``entry`` (also ``value``), whose kind is inferred: 64 hex digits → sha256,
-``scheme://…`` → url, anything else → a party. Optional per entry:
-``purpose`` (default: the sync's purpose, ``training``), ``effective_at``
-(ISO 8601; a date means midnight UTC; default: the time of the sync),
-``evidence`` (also ``reason``, ``note``). JSON: a list of strings or of
-objects with those keys, or an object with ``entries`` (that list) and
-optional ``purpose`` / ``effective_at`` defaults. A url ending in ``*`` matches
-every recording url it prefixes.
+**Statement files** (:func:`import_consent_file`): every subject is resolved
+before anything is written, so one unknown subject records nothing.
 
-**TDMRep** (``tdmrep.json``, W3C TDM Reservation Protocol community report):
-an array of rules ``{"location": PATTERN, "tdm-reservation": 0|1,
-"tdm-policy": URL}``. ``location`` is a path pattern on the site's origin
-(robots.txt syntax: ``*`` any characters, a final ``$`` anchors the end,
-otherwise a prefix; case-sensitive); the first matching rule decides. A
-recording whose ``source_url`` is on that origin and whose first matching rule
-has ``tdm-reservation`` 1 gets an opt-out for ``training``; 0 means "not
-reserved" and records nothing. The origin comes from the caller, from a path
-like ``…/<host>/.well-known/tdmrep.json``, or from absolute-url locations.
-
-Every opt-out is a ``consent_events`` row (via
-:func:`provenance.consent.record_consent`) with evidence naming the file, its
-sha256 and the entry, and a deterministic ``dedupe_key`` built from the
-statement (not the file's name or the time of the sync), so syncing the same
-list twice adds nothing. Entries that match nothing in the database are
+**Opt-out files** (:func:`sync_consent_file`): a list entry opts its party (by
+name or alias), recording (by sha256) or source url out; a TDMRep rule with
+``tdm-reservation`` 1 opts out every recording whose ``source_url`` it is the
+first match for, for ``training``. Each opt-out carries evidence naming the
+file, its sha256 and the entry, and a deterministic ``dedupe_key`` built from
+the statement (not the file's name or the time of the sync), so syncing the
+same list twice adds nothing. Entries that match nothing in the database are
 reported as unknown; with ``create_parties`` an unknown party name becomes a
 party (kind ``unknown``) so the opt-out already covers its future recordings.
+
+Every event goes through :func:`provenance.consent.record_consent`; nothing here commits.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import io
-import json
 import logging
-import re
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from provenance.consent import ConsentSubject, record_consent
+from provenance.consent_lists import (
+    DEFAULT_PURPOSE,
+    ConsentList,
+    ConsentListError,
+    ListEntry,
+    ListFormat,
+    origin_of,
+    parse_consent_file,
+    rule_for,
+)
+from provenance.consent_statements import ConsentImportError, ConsentRow, parse_statement_file
+from provenance.hashing import sha256_bytes
 from provenance.models import Recording, Source, utcnow
-from provenance.models.rights import CONSENT_PURPOSES
-from provenance.names import normalize_name
-from provenance.parties import find_parties, get_or_create_party
+from provenance.parties import find_parties, find_party, get_or_create_party
 
 logger = logging.getLogger(__name__)
 
-EntryKind = Literal["party", "sha256", "source_url"]
-ListFormat = Literal["do_not_train_csv", "do_not_train_json", "tdmrep"]
-DEFAULT_PURPOSE = "training"
 TDMREP_PURPOSE = "training"
 _DEDUPE_VERSION = "consent-sync/v1"
 
-_KIND_COLUMNS: dict[EntryKind, tuple[str, ...]] = {
-    "party": ("party", "name", "artist", "alias"),
-    "sha256": ("sha256", "recording_sha256", "recording"),
-    "source_url": ("source_url", "url"),
-}
-_AUTO_COLUMNS = ("entry", "value")
-_EVIDENCE_COLUMNS = ("evidence", "reason", "note")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-class ConsentListError(ValueError):
-    """A file that is not a readable do-not-train list or TDMRep file."""
-
 
 @dataclass(frozen=True)
-class ListEntry:
-    """One statement of a do-not-train list: ``value`` of ``kind`` opts out of ``purpose``."""
+class ImportResult:
+    """What importing a statement file did: its rows, and the events it added."""
 
-    number: int  # 1-based position in the file
-    kind: EntryKind
-    value: str
-    purpose: str
-    effective_at: dt.datetime | None = None
-    note: str | None = None
-
-    def key_value(self) -> str:
-        """The value as compared: a normalised name, a lower-case sha256, a stripped url."""
-        if self.kind == "party":
-            return normalize_name(self.value)
-        if self.kind == "sha256":
-            return self.value.lower()
-        return self.value.strip()
-
-
-@dataclass(frozen=True)
-class TdmRule:
-    number: int
-    location: str
-    reservation: int | None  # 0, 1, or None for a protocol error (rule treated as unset)
-    policy: str | None
-
-
-@dataclass(frozen=True)
-class ConsentList:
-    """A parsed file: its entries (do-not-train) or rules (TDMRep), and what was invalid."""
-
-    path: str
-    sha256: str
-    format: ListFormat
-    entries: tuple[ListEntry, ...] = ()
-    rules: tuple[TdmRule, ...] = ()
-    origin: str | None = None  # TDMRep: scheme://host[:port] the locations are on
-    invalid: tuple[str, ...] = ()  # entries or rules that could not be read, with why
+    rows: int
+    recorded: int
+    already_recorded: int
+    event_ids: list[int]
 
 
 @dataclass
 class EntryResult:
+    """What one list entry or TDMRep rule matched and recorded."""
+
     entry: str  # "party 'X'", "sha256 …", "tdmrep rule 2 '/music/*'"
     status: Literal["recorded", "already_recorded", "unknown", "not_reserved", "no_match"]
     subjects: list[str] = field(default_factory=list)  # "party:3", "recording:7", "source:1"
@@ -132,6 +76,8 @@ class EntryResult:
 
 @dataclass
 class SyncReport:
+    """What syncing one opt-out file did, entry by entry."""
+
     path: str
     sha256: str
     format: ListFormat
@@ -145,294 +91,71 @@ class SyncReport:
         return asdict(self)
 
 
-# ------------------------------------------------------------------------ parsing
+# ------------------------------------------------------------ statement files
 
 
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def resolve_subject(session: Session, row: ConsentRow) -> ConsentSubject:
+    """The subject a row names, or :class:`ConsentImportError` naming what is unknown."""
+    if row.subject_kind == "party":
+        party = find_party(session, row.subject)
+        if party is None:
+            candidates = find_parties(session, row.subject)
+            if candidates:
+                ids = ", ".join(str(p.id) for p in candidates)
+                raise ConsentImportError(
+                    row.line, f"ambiguous party {row.subject!r}: an alias of parties {ids}"
+                )
+            raise ConsentImportError(row.line, f"unknown party {row.subject!r}")
+        return ConsentSubject("party", party.id)
+    if row.subject_kind == "recording":
+        rid = session.execute(
+            select(Recording.id).where(Recording.sha256 == row.subject)
+        ).scalar_one_or_none()
+        if rid is None:
+            raise ConsentImportError(row.line, f"unknown recording {row.subject!r}")
+        return ConsentSubject("recording", rid)
+    sid = session.execute(select(Source.id).where(Source.uri == row.subject)).scalar_one_or_none()
+    if sid is None:
+        raise ConsentImportError(row.line, f"unknown source {row.subject!r}")
+    return ConsentSubject("source", sid)
 
 
-def parse_time(value: str) -> dt.datetime:
-    """ISO 8601 → an aware UTC datetime; a bare date is midnight UTC; naive means UTC."""
-    text = value.strip()
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            parsed = dt.datetime.fromisoformat(text + "T00:00:00")
-        else:
-            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"effective_at {value!r} is not an ISO 8601 date or time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+def import_consent_file(
+    session: Session, path: str | Path, *, origin: str = "import_file"
+) -> ImportResult:
+    """Validate ``path`` completely, then record one consent event per row; never commits.
 
-
-def infer_kind(value: str) -> EntryKind:
-    """64 hex digits → sha256; ``scheme://…`` → source_url; anything else → party."""
-    text = value.strip()
-    if _SHA256.match(text):
-        return "sha256"
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
-        return "source_url"
-    return "party"
-
-
-def _check_purpose(purpose: str) -> str:
-    purpose = purpose.strip().lower().replace("-", "_")
-    if purpose not in CONSENT_PURPOSES:
-        raise ValueError(f"purpose {purpose!r} is not one of {', '.join(CONSENT_PURPOSES)}")
-    return purpose
-
-
-def _lowered(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-
-
-def _entry_from_mapping(
-    number: int,
-    row: Mapping[str, Any],
-    *,
-    purpose: str,
-    effective_at: dt.datetime | None,
-) -> ListEntry:
-    values = _lowered(row)
-
-    def text(name: str) -> str | None:
-        value = values.get(name)
-        if value is None:
-            return None
-        value = str(value).strip()
-        return value or None
-
-    found: list[tuple[EntryKind, str]] = []
-    for kind, names in _KIND_COLUMNS.items():
-        value = next((v for v in (text(n) for n in names) if v), None)
-        if value:
-            found.append((kind, value))
-    auto = next((v for v in (text(n) for n in _AUTO_COLUMNS) if v), None)
-    if auto:
-        found.append((infer_kind(auto), auto))
-    if not found:
-        raise ValueError(
-            "no party, sha256, source_url or entry value (columns: "
-            + ", ".join(n for names in _KIND_COLUMNS.values() for n in names)
-            + ", entry)"
-        )
-    if len(found) > 1:
-        raise ValueError(
-            "more than one statement in one entry ("
-            + ", ".join(f"{k} {v!r}" for k, v in found)
-            + "); give one per row"
-        )
-    kind, value = found[0]
-    if kind == "sha256" and not _SHA256.match(value):
-        raise ValueError(f"sha256 {value!r} is not 64 hexadecimal digits")
-    row_purpose = text("purpose")
-    row_time = text("effective_at") or text("date")
-    note = next((v for v in (text(n) for n in _EVIDENCE_COLUMNS) if v), None)
-    return ListEntry(
-        number=number,
-        kind=kind,
-        value=value,
-        purpose=_check_purpose(row_purpose) if row_purpose else purpose,
-        effective_at=parse_time(row_time) if row_time else effective_at,
-        note=note,
-    )
-
-
-def _parse_entries(
-    rows: Iterable[tuple[int, Any]], *, purpose: str, effective_at: dt.datetime | None
-) -> tuple[list[ListEntry], list[str]]:
-    entries: list[ListEntry] = []
-    invalid: list[str] = []
-    for number, row in rows:
-        try:
-            if isinstance(row, str):
-                row = {"entry": row}
-            if not isinstance(row, Mapping):
-                raise ValueError(f"is a {type(row).__name__}, not a string or an object")
-            entries.append(
-                _entry_from_mapping(number, row, purpose=purpose, effective_at=effective_at)
-            )
-        except ValueError as exc:
-            invalid.append(f"entry {number}: {exc}")
-    return entries, invalid
-
-
-def _is_tdmrep(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(r, Mapping) and "location" in r for r in value)
-    )
-
-
-def _parse_tdm_rules(value: list[Any]) -> tuple[list[TdmRule], list[str]]:
-    rules: list[TdmRule] = []
-    invalid: list[str] = []
-    for number, raw in enumerate(value, start=1):
-        location = str(raw.get("location", "")).strip()
-        reservation_raw = raw.get("tdm-reservation")
-        reservation: int | None
-        try:
-            reservation = int(reservation_raw)
-            if reservation not in (0, 1) or isinstance(reservation_raw, bool):
-                raise ValueError
-        except (TypeError, ValueError):
-            # A protocol error: the rule's value counts as unset (it decides nothing).
-            reservation = None
-            invalid.append(
-                f"rule {number}: tdm-reservation {reservation_raw!r} is not 0 or 1 "
-                "(treated as unset)"
-            )
-        if not location:
-            invalid.append(f"rule {number}: empty location (skipped)")
-            continue
-        policy = raw.get("tdm-policy")
-        rules.append(TdmRule(number, location, reservation, str(policy) if policy else None))
-    return rules, invalid
-
-
-def _origin_of(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("http", "https") and parts.hostname:
-        host = parts.hostname.lower()
-        default = {"http": 80, "https": 443}[parts.scheme.lower()]
-        port = f":{parts.port}" if parts.port and parts.port != default else ""
-        return f"{parts.scheme.lower()}://{host}{port}"
-    return None
-
-
-def _infer_origin(path: Path) -> str | None:
-    """``…/<host>/.well-known/tdmrep.json`` → ``https://<host>``."""
-    parent = path.parent
-    if parent.name == ".well-known" and "." in parent.parent.name:
-        return f"https://{parent.parent.name.lower()}"
-    return None
-
-
-def parse_consent_file(
-    path: str | Path,
-    *,
-    purpose: str = DEFAULT_PURPOSE,
-    origin: str | None = None,
-) -> ConsentList:
-    """Read a do-not-train list (CSV/JSON) or a TDMRep file; no database involved.
-
-    ``purpose`` is the default for list entries that do not name one; ``origin`` is the
-    site a TDMRep file's locations are on (inferred from the path when possible).
-    Raises :class:`ConsentListError` for a file that is neither.
+    Raises :class:`ConsentImportError` before writing anything when any row is bad.
     """
-    path = Path(path)
-    purpose = _check_purpose(purpose)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConsentListError(f"cannot read {path}: {exc}") from exc
-    sha = _sha256_bytes(data)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConsentListError(f"{path} is not UTF-8 text ({exc})") from exc
-    stripped = text.lstrip()
-    if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise ConsentListError(f"{path} is not valid JSON: {exc}") from exc
-        if _is_tdmrep(value) or (path.name.lower() == "tdmrep.json" and isinstance(value, list)):
-            rules, invalid = _parse_tdm_rules(value)
-            if origin is not None and _origin_of(origin) is None:
-                raise ConsentListError(
-                    f"origin {origin!r} is not an http(s) url like https://example.org"
-                )
-            site = _origin_of(origin) if origin else _infer_origin(path)
-            return ConsentList(
-                str(path), sha, "tdmrep", rules=tuple(rules), origin=site, invalid=tuple(invalid)
-            )
-        defaults_time: dt.datetime | None = None
-        list_purpose = purpose
-        if isinstance(value, Mapping):
-            try:
-                if value.get("purpose"):
-                    list_purpose = _check_purpose(str(value["purpose"]))
-                if value.get("effective_at"):
-                    defaults_time = parse_time(str(value["effective_at"]))
-            except ValueError as exc:
-                raise ConsentListError(f"{path}: {exc}") from exc
-            items = value.get("entries")
-            if not isinstance(items, list):
-                raise ConsentListError(
-                    f"{path}: a JSON object needs an 'entries' list (or give a JSON array)"
-                )
-        elif isinstance(value, list):
-            items = value
-        else:
-            raise ConsentListError(f"{path}: expected a JSON array or object")
-        entries, invalid = _parse_entries(
-            enumerate(items, start=1), purpose=list_purpose, effective_at=defaults_time
+    rows = parse_statement_file(path)
+    resolved = [(row, resolve_subject(session, row)) for row in rows]
+    event_ids: list[int] = []
+    for row, subject in resolved:
+        event = record_consent(
+            session,
+            subject=subject,
+            action=row.action,
+            purpose=row.purpose,
+            effective_at=row.effective_at,
+            origin=origin,
+            evidence=row.evidence or f"{Path(path).name}:{row.line}",
+            dedupe_key=row.dedupe_key(),
         )
-        return ConsentList(
-            str(path), sha, "do_not_train_json", entries=tuple(entries), invalid=tuple(invalid)
-        )
-
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = [str(f).strip().lower() for f in reader.fieldnames or []]
-    known = {n for names in _KIND_COLUMNS.values() for n in names} | set(_AUTO_COLUMNS)
-    if not fields or not known & set(fields):
-        raise ConsentListError(
-            f"{path}: a CSV do-not-train list needs a header with one of "
-            f"{', '.join(sorted(known))}; got {', '.join(fields) or 'no header'}"
-        )
-    rows = (
-        (number, row)
-        for number, row in enumerate(reader, start=1)
-        if any((v or "").strip() for v in row.values() if isinstance(v, str))
-    )
-    entries, invalid = _parse_entries(rows, purpose=purpose, effective_at=None)
-    return ConsentList(
-        str(path), sha, "do_not_train_csv", entries=tuple(entries), invalid=tuple(invalid)
+        if event is not None:
+            event_ids.append(event.id)
+    return ImportResult(
+        rows=len(rows),
+        recorded=len(event_ids),
+        already_recorded=len(rows) - len(event_ids),
+        event_ids=event_ids,
     )
 
 
-# ----------------------------------------------------------------------- matching
-
-
-def location_matches(pattern: str, path: str) -> bool:
-    """robots.txt-style: ``*`` any run of characters, a final ``$`` anchors the end,
-    otherwise ``pattern`` must match a prefix of ``path``; case-sensitive, percent-decoded."""
-    pattern = unquote(pattern)
-    anchored = pattern.endswith("$")
-    if anchored:
-        pattern = pattern[:-1]
-    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
-    return re.match(regex + ("$" if anchored else ""), unquote(path), flags=re.DOTALL) is not None
-
-
-def _url_path(url: str) -> str:
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    return f"{path}?{parts.query}" if parts.query else path
-
-
-def _rule_for(rules: Sequence[TdmRule], url: str, origin: str) -> TdmRule | None:
-    """The first rule (in file order) whose location matches ``url``."""
-    for rule in rules:
-        if "://" in rule.location:
-            if _origin_of(rule.location) != _origin_of(url):
-                continue
-            pattern = _url_path(rule.location)
-        else:
-            if _origin_of(url) != origin:
-                continue
-            pattern = rule.location
-        if location_matches(pattern, _url_path(url)):
-            return rule
-    return None
+# ------------------------------------------------------------ opt-out files
 
 
 def _dedupe_key(*parts: object) -> str:
-    return hashlib.sha256("|".join([_DEDUPE_VERSION, *map(str, parts)]).encode()).hexdigest()
+    return sha256_bytes("|".join([_DEDUPE_VERSION, *map(str, parts)]).encode())
 
 
 def _record(
@@ -547,7 +270,7 @@ def _apply_entry(
 
 
 def _apply_tdmrep(session: Session, parsed: ConsentList, *, now: dt.datetime) -> list[EntryResult]:
-    origins = {parsed.origin} | {_origin_of(r.location) for r in parsed.rules}
+    origins = {parsed.origin} | {origin_of(r.location) for r in parsed.rules}
     origins.discard(None)
     if not origins:
         raise ConsentListError(
@@ -572,7 +295,7 @@ def _apply_tdmrep(session: Session, parsed: ConsentList, *, now: dt.datetime) ->
         for rule in parsed.rules
     }
     for rec_id, url in candidates:
-        rule = _rule_for(parsed.rules, url, origin)
+        rule = rule_for(parsed.rules, url, origin)
         if rule is None or rule.reservation != 1:
             if rule is not None:
                 results[rule.number].subjects.append(f"recording:{rec_id}")

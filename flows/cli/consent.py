@@ -17,17 +17,16 @@ from flows.cli.common import (
     session_scope,
     terminal_safe,
 )
+from provenance.models.rights import CONSENT_PURPOSES
 
 consent_app = typer.Typer(
     help="Consent: record opt-ins and opt-outs, import files, list the ledger, sync registries.",
     no_args_is_help=True,
 )
 
-PURPOSES = ("any", "training", "commercial_training", "style_imitation")
-
 
 def _parse_time(value: str | None) -> dt.datetime:
-    from provenance.consent_import import parse_effective_at
+    from provenance.consent_terms import parse_effective_at
     from provenance.models import utcnow
 
     if value is None:
@@ -48,7 +47,9 @@ def add(
     source: str | None = typer.Option(None, "--source", help="A source's uri."),
     opt_out: bool = typer.Option(False, "--opt-out", help="Record an opt-out."),
     opt_in: bool = typer.Option(False, "--opt-in", help="Record an opt-in."),
-    purpose: str = typer.Option("training", "--purpose", help=f"One of {', '.join(PURPOSES)}."),
+    purpose: str = typer.Option(
+        "training", "--purpose", help=f"One of {', '.join(CONSENT_PURPOSES)}."
+    ),
     effective_at: str | None = typer.Option(
         None, "--effective-at", help="ISO 8601 time it takes effect (default: now)."
     ),
@@ -57,7 +58,8 @@ def add(
 ) -> None:
     """Record one consent event about exactly one subject (origin: cli)."""
     from provenance.consent import ConsentSubject, describe_subject, record_consent
-    from provenance.consent_import import ConsentImportError, ConsentRow, resolve_subject
+    from provenance.consent_statements import ConsentImportError, ConsentRow
+    from provenance.consent_sync import resolve_subject
 
     subjects = [
         (k, v) for k, v in (("party", party), ("recording", recording), ("source", source)) if v
@@ -66,8 +68,11 @@ def add(
         fail("give exactly one of --party, --recording, --source", EXIT_BAD_INPUT)
     if opt_in == opt_out:
         fail("give exactly one of --opt-out, --opt-in", EXIT_BAD_INPUT)
-    if purpose not in PURPOSES:
-        fail(f"unknown --purpose {purpose!r}; allowed: {', '.join(PURPOSES)}", EXIT_BAD_INPUT)
+    if purpose not in CONSENT_PURPOSES:
+        fail(
+            f"unknown --purpose {purpose!r}; allowed: {', '.join(CONSENT_PURPOSES)}",
+            EXIT_BAD_INPUT,
+        )
     kind, value = subjects[0]
     when = _parse_time(effective_at)
     action = "opt_in" if opt_in else "opt_out"
@@ -106,14 +111,17 @@ def add(
 
 @consent_app.command("import")
 def import_file(
-    file: Path = typer.Argument(..., help="CSV or JSON file (see `provenance.consent_import`)."),
+    file: Path = typer.Argument(
+        ..., help="CSV or JSON file (see `provenance.consent_statements`)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Import consent statements from FILE. Every row is validated first; any bad row
     aborts the import with a one-line error naming the line, and nothing is written.
 
     CSV header: subject_kind,subject,action,purpose,effective_at,evidence"""
-    from provenance.consent_import import ConsentImportError, import_consent_file
+    from provenance.consent_statements import ConsentImportError
+    from provenance.consent_sync import import_consent_file
 
     if not file.is_file():
         fail(f"no such file: {file}", EXIT_BAD_INPUT)

@@ -18,14 +18,7 @@ from flows.cli.common import (
     print_json,
     terminal_safe,
 )
-
-try:
-    from flows.cli.consent import consent_app
-except ImportError:  # the consent group is not there: offer `consent sync` on its own
-    consent_app = typer.Typer(name="consent", help="Consent: record, show, sync opt-outs.")
-
-    def register(app: typer.Typer) -> None:
-        app.add_typer(consent_app, name="consent")
+from flows.cli.consent import consent_app
 
 
 @consent_app.command("sync")
@@ -65,7 +58,7 @@ def sync(
     Runs the `consent-sync` Prefect flow. Exit codes: 0 synced; 1 the sync failed; 2 a file
     is not a readable list; 3 database not initialised.
     """
-    from provenance.consent_sync import ConsentListError, parse_consent_file
+    from provenance.consent_lists import ConsentListError, parse_consent_file
 
     # Read every file first, so a bad one stops the sync before anything is recorded.
     try:

@@ -69,7 +69,7 @@ def check(
     """The eligibility table: every accepted recording with its verdict and reasons."""
     from sqlalchemy import select
 
-    from provenance.consent_import import parse_effective_at
+    from provenance.consent_terms import parse_effective_at
     from provenance.eligibility import eligibility_table
     from provenance.models import Credit, Party, Recording
 

@@ -10,11 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provenance.consent import ConsentSubject, current_consent
-from provenance.consent_import import (
-    ConsentImportError,
-    import_consent_file,
-    parse_consent_file,
-)
+from provenance.consent_statements import ConsentImportError, parse_statement_file
+from provenance.consent_sync import import_consent_file
 from provenance.models import AuditEvent, ConsentEvent, Recording, Source
 from provenance.parties import get_or_create_party
 
@@ -150,7 +147,7 @@ def test_malformed_files_give_one_line_errors(
     tmp_path: Path, name: str, content: str | bytes, message: str
 ) -> None:
     with pytest.raises(ConsentImportError) as info:
-        parse_consent_file(write(tmp_path, name, content))
+        parse_statement_file(write(tmp_path, name, content))
     text = str(info.value)
     assert text.startswith(message), text
     assert "\n" not in text
@@ -158,7 +155,7 @@ def test_malformed_files_give_one_line_errors(
 
 
 def test_good_csv_parses(tmp_path: Path) -> None:
-    rows = parse_consent_file(write(tmp_path, "good.csv", GOOD_CSV))
+    rows = parse_statement_file(write(tmp_path, "good.csv", GOOD_CSV))
     assert [r.line for r in rows] == [2, 3, 4, 5]
     assert [r.action for r in rows] == ["opt_out", "opt_in", "opt_in", "opt_out"]
     assert rows[2].subject == SHA  # lower-cased

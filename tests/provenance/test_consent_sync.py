@@ -14,14 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provenance.consent import ConsentSubject, current_consent
-from provenance.consent_sync import (
+from provenance.consent_lists import (
     ConsentListError,
     infer_kind,
     location_matches,
     parse_consent_file,
-    parse_time,
-    sync_consent_file,
 )
+from provenance.consent_sync import sync_consent_file
+from provenance.consent_terms import parse_effective_at
 from provenance.models import AuditEvent, ConsentEvent, Recording, Source
 from provenance.parties import add_credit, find_party, get_or_create_party
 
@@ -84,12 +84,12 @@ def test_parsing_helpers() -> None:
     assert infer_kind(sha("x")) == "sha256"
     assert infer_kind("https://x.org/a") == "source_url"
     assert infer_kind("Björk") == "party"
-    assert parse_time("2026-01-02") == dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
-    assert parse_time("2026-01-02T03:04:05+01:00") == dt.datetime(
+    assert parse_effective_at("2026-01-02") == dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert parse_effective_at("2026-01-02T03:04:05+01:00") == dt.datetime(
         2026, 1, 2, 2, 4, 5, tzinfo=dt.UTC
     )
     with pytest.raises(ValueError, match="ISO 8601"):
-        parse_time("yesterday")
+        parse_effective_at("yesterday")
     assert location_matches("/", "/music/a.ogg")
     assert location_matches("/music/*.ogg", "/music/x/a.ogg")
     assert not location_matches("/music/*.ogg$", "/music/a.ogg.bak")

@@ -1,4 +1,4 @@
-"""Import consent statements from a file: validate everything, then record everything.
+"""Read consent statement files: every row valid (subject, action, purpose, time), or one error.
 
 File format (UTF-8; a BOM is tolerated):
 
@@ -19,18 +19,18 @@ Fields:
 ``effective_at``  ISO 8601 date or date-time; without an offset it is read as UTC
 ``evidence``      free text (optional): where the statement came from
 
-Every row is parsed and every subject resolved before anything is written; the
-first problem raises :class:`ConsentImportError` whose message is one line
-naming the line of the file (``line 4: bad effective_at '2024-13-01': expected
-ISO 8601``). In JSON the line is where the offending object starts. Importing
-the same file twice records nothing new: each row's content is its dedupe key.
+Every row is parsed before anything else happens; the first problem raises
+:class:`ConsentImportError` whose message is one line naming the line of the
+file (``line 4: bad effective_at '2024-13-01': expected ISO 8601``). In JSON the
+line is where the offending object starts. Each row's content is its dedupe
+key, so recording the same file twice adds nothing
+(:func:`provenance.consent_sync.import_consent_file`).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import json
 import re
@@ -38,13 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from provenance.consent import SUBJECT_KINDS, ConsentSubject, record_consent
-from provenance.models import Recording, Source
+from provenance.consent import SUBJECT_KINDS
+from provenance.consent_terms import parse_effective_at
+from provenance.hashing import sha256_bytes
 from provenance.models.rights import CONSENT_ACTIONS, CONSENT_PURPOSES
-from provenance.parties import find_parties, find_party
 
 COLUMNS = ("subject_kind", "subject", "action", "purpose", "effective_at", "evidence")
 REQUIRED = COLUMNS[:-1]
@@ -81,15 +78,7 @@ class ConsentRow:
                 self.evidence or "",
             ]
         )
-        return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    rows: int
-    recorded: int
-    already_recorded: int
-    event_ids: list[int]
+        return sha256_bytes(body.encode("utf-8"))
 
 
 def _decode(data: bytes) -> str:
@@ -99,15 +88,6 @@ def _decode(data: bytes) -> str:
         except UnicodeDecodeError as exc:
             raise ConsentImportError(number, f"not valid UTF-8 (byte {exc.start + 1})") from None
     return data.decode("utf-8-sig")
-
-
-def parse_effective_at(value: str) -> dt.datetime:
-    """An ISO 8601 date or date-time as an aware UTC datetime (naive means UTC)."""
-    text = value.strip()
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def _row(line: int, fields: dict[str, Any]) -> ConsentRow:
@@ -236,7 +216,7 @@ def _parse_json(text: str) -> list[ConsentRow]:
     return rows
 
 
-def parse_consent_file(path: str | Path) -> list[ConsentRow]:
+def parse_statement_file(path: str | Path) -> list[ConsentRow]:
     """Parse and validate a CSV or JSON consent file (no database access)."""
     path = Path(path)
     data = path.read_bytes()
@@ -247,60 +227,3 @@ def parse_consent_file(path: str | Path) -> list[ConsentRow]:
         path.suffix.lower() != ".csv" and text.lstrip().startswith("[")
     )
     return _parse_json(text) if is_json else _parse_csv(text)
-
-
-def resolve_subject(session: Session, row: ConsentRow) -> ConsentSubject:
-    """The subject a row names, or :class:`ConsentImportError` naming what is unknown."""
-    if row.subject_kind == "party":
-        party = find_party(session, row.subject)
-        if party is None:
-            candidates = find_parties(session, row.subject)
-            if candidates:
-                ids = ", ".join(str(p.id) for p in candidates)
-                raise ConsentImportError(
-                    row.line, f"ambiguous party {row.subject!r}: an alias of parties {ids}"
-                )
-            raise ConsentImportError(row.line, f"unknown party {row.subject!r}")
-        return ConsentSubject("party", party.id)
-    if row.subject_kind == "recording":
-        rid = session.execute(
-            select(Recording.id).where(Recording.sha256 == row.subject)
-        ).scalar_one_or_none()
-        if rid is None:
-            raise ConsentImportError(row.line, f"unknown recording {row.subject!r}")
-        return ConsentSubject("recording", rid)
-    sid = session.execute(select(Source.id).where(Source.uri == row.subject)).scalar_one_or_none()
-    if sid is None:
-        raise ConsentImportError(row.line, f"unknown source {row.subject!r}")
-    return ConsentSubject("source", sid)
-
-
-def import_consent_file(
-    session: Session, path: str | Path, *, origin: str = "import_file"
-) -> ImportResult:
-    """Validate ``path`` completely, then record one consent event per row; never commits.
-
-    Raises :class:`ConsentImportError` before writing anything when any row is bad.
-    """
-    rows = parse_consent_file(path)
-    resolved = [(row, resolve_subject(session, row)) for row in rows]
-    event_ids: list[int] = []
-    for row, subject in resolved:
-        event = record_consent(
-            session,
-            subject=subject,
-            action=row.action,
-            purpose=row.purpose,
-            effective_at=row.effective_at,
-            origin=origin,
-            evidence=row.evidence or f"{Path(path).name}:{row.line}",
-            dedupe_key=row.dedupe_key(),
-        )
-        if event is not None:
-            event_ids.append(event.id)
-    return ImportResult(
-        rows=len(rows),
-        recorded=len(event_ids),
-        already_recorded=len(rows) - len(event_ids),
-        event_ids=event_ids,
-    )
