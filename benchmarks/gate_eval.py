@@ -290,7 +290,7 @@ def debian_extras(
     """(negatives, unseen tracks by snapshot artists, skipped) among installed Debian music
     not ingested. An ARTIST tag decides; an untagged file is a negative only in a folder
     holding no snapshot recording (otherwise its composer is unknown: skipped)."""
-    from provenance.audit.integrity import sha256_uri
+    from provenance.hashing import sha256_uri
     from provenance.parties import find_parties
 
     negatives: list[str] = []

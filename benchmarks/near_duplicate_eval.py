@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -58,21 +57,14 @@ class Track:
     profile_file: str
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _features(args: tuple[str, str, str]) -> Track | None:
     """Probe one file (fingerprint, duration) and cache its spectral profile."""
     from provenance.audio_match import spectral_profile
     from provenance.audio_probe import AudioProbeError, probe_audio
+    from provenance.hashing import sha256_file
 
     name, path, cache = args
-    sha = _sha256(path)
+    sha = sha256_file(path)
     meta_file = Path(cache) / f"{sha}.json"
     profile_file = Path(cache) / f"{sha}.npy"
     if meta_file.exists() and profile_file.exists():

@@ -20,7 +20,6 @@ a single word (``(encoding John Miller 2000)``) is not an artist.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import os
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from provenance.hashing import sha256_file
 from provenance.settings import fairchord_home
 
 logger = logging.getLogger(__name__)
@@ -215,24 +215,16 @@ def check_requirements(facts: Sequence[DemoFact], *, soundfont: Path) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _copy_verified(src: Path, dest: Path) -> str:
     """Copy ``src`` to ``dest`` unless an identical copy is there; return its sha256."""
-    want = _sha256(src)
-    if dest.is_file() and dest.stat().st_size == src.stat().st_size and _sha256(dest) == want:
+    want = sha256_file(src)
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and sha256_file(dest) == want:
         return want
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         shutil.copyfile(src, partial)
-        got = _sha256(partial)
+        got = sha256_file(partial)
         if got != want:
             raise DemoCorpusError(f"copy of {src} changed while copying ({want} → {got})")
         os.replace(partial, dest)

@@ -14,7 +14,6 @@ rendered again, to a temporary name renamed into place when complete.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.child_processes import die_with_parent
+from provenance.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 SOUNDFONT_PACKAGE = "timgm6mb-soundfont"
 FLUIDSYNTH_PACKAGE = "fluidsynth"
 RENDER_TIMEOUT_S = 600.0
-_CHUNK = 1 << 20
 
 
 class RenderError(RuntimeError):
@@ -86,14 +85,6 @@ class RenderedScore:
     duration_s: float
     sample_rate: int
     cached: bool
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=8)

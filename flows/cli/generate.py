@@ -25,7 +25,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from flows.cli.gate import (
     load_wave_16k,
     resolve_checkpoint,
 )
+from provenance.hashing import sha256_file
 
 EXIT_PROMPT_BLOCKED = 7
 EXIT_TAINTED = 8
@@ -64,14 +64,6 @@ HELP = (
     "7 the prompt was blocked: nothing sampled;\n"
     "8 tainted checkpoint refused (--allow-tainted: research runs only)."
 )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def register(app: typer.Typer) -> None:
@@ -134,7 +126,7 @@ def register(app: typer.Typer) -> None:
                 init_wave = load_wave_16k(str(init_audio))
             except Exception as exc:
                 fail(escape(f"cannot decode --init-audio {init_audio}: {exc}"), EXIT_BAD_INPUT)
-            init_sha = _file_sha256(init_audio)
+            init_sha = sha256_file(init_audio)
         if seconds is None:
             seconds = 10.0 if init_wave is None else min(len(init_wave) / 16_000, 120.0)
         try:

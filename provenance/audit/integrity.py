@@ -10,7 +10,6 @@ every gate index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from provenance.audit.anchors import check_anchors, find_anchors, head_problem
 from provenance.audit.coverage import check_row_coverage
 from provenance.audit_log import ChainHead, verify_chain
 from provenance.chain_facts import policy_file_problems, run_problems, threshold_problems
+from provenance.hashing import sha256_uri
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
     FINGERPRINTS_FILE,
@@ -34,8 +34,6 @@ from provenance.index_files import (
 )
 from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
 from provenance.object_store import resolve_location
-
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -58,15 +56,6 @@ class IntegrityReport:
     @property
     def ok(self) -> bool:
         return not self.discrepancies
-
-
-def sha256_uri(uri: str) -> str:
-    """Stream a file (local path or fsspec URI) through sha256."""
-    digest = hashlib.sha256()
-    with fsspec.open(uri, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_index_dir(path: str) -> str:

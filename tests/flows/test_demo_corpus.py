@@ -22,8 +22,9 @@ from flows.demo_corpus import (
     named_artists,
     read_demo_manifest,
 )
+from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef
+from provenance.hashing import sha256_file
 from provenance.sources import open_source
-from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef, sha256_file
 
 MISSING = missing_requirements(load_demo_facts(), soundfont=DEFAULT_SOUNDFONT)
 needs_debian = pytest.mark.skipif(
