@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from generation.calibrate import (
-    calibrate_run,
-    default_transforms,
-    threshold_at_rate,
-)
+from generation.calibrate import calibrate_run, default_transforms
+from generation.calibrate_thresholds import threshold_at_rate
 from generation.fingerprint import MIN_THRESHOLD
 from generation.gate import SimilarityGate
 from generation.index import GateUnavailable, load_index
