@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from provenance.names import normalize_name
 from training.descriptors import Descriptors
 
 logger = logging.getLogger(__name__)
@@ -43,18 +44,6 @@ _TAG_SPLIT = re.compile(r"[,;/|\n]+|\s+-\s+")
 _SINGLE_LETTER_RUN = re.compile(r"(?<!\S)\w(?: \w)+(?!\S)")
 MAX_TAG_WORDS = 4
 MAX_TAGS = 6
-
-
-try:  # The project's one definition of a normalised name (provenance/names.py).
-    from provenance.names import normalize_name
-except ImportError:  # pragma: no cover - only while provenance.names is being written
-    import unicodedata
-
-    def normalize_name(text: str) -> str:
-        folded = unicodedata.normalize("NFKD", text)
-        folded = "".join(c for c in folded if not unicodedata.combining(c)).casefold()
-        folded = re.sub(r"[^\w\s]|_", " ", folded)
-        return " ".join(folded.split())
 
 
 class TextAudioEmbedder(Protocol):

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from training.audio_io import load_audio
 from training.captions import ClapTagger, NameFilter, build_caption
 from training.descriptors import compute_descriptors
 from training.mel import DEFAULT_MEL_CONFIG, MelConfig, log_mel
 from training.segments import (
     DEFAULT_SEGMENT_CONFIG,
     SegmentConfig,
-    prepare_wave,
     segment_wave,
     window_frames,
 )
@@ -31,22 +31,9 @@ logger = logging.getLogger(__name__)
 
 def decode_for_mel(uri_or_path: str, *, mel_config: MelConfig = DEFAULT_MEL_CONFIG) -> np.ndarray:
     """Mono float32 audio at the mel sample rate, via training.audio_io.load_audio."""
-    try:
-        from training.audio_io import load_audio
-    except ImportError:  # pragma: no cover - until training/audio_io.py lands
-        return _decode_with_soundfile(uri_or_path, mel_config=mel_config)
     return np.asarray(
         load_audio(uri_or_path, sample_rate=mel_config.sample_rate, mono=True), dtype=np.float32
     )
-
-
-def _decode_with_soundfile(uri_or_path: str, *, mel_config: MelConfig) -> np.ndarray:
-    import fsspec
-    import soundfile as sf
-
-    with fsspec.open(uri_or_path, "rb") as f:
-        wave, sr = sf.read(f, dtype="float32", always_2d=True)
-    return prepare_wave(wave, sample_rate=sr, mel_config=mel_config)
 
 
 @dataclass(frozen=True)
