@@ -23,6 +23,7 @@ from provenance.audit.anchors import check_anchors, find_anchors, head_problem
 from provenance.audit.coverage import check_row_coverage
 from provenance.audit_log import ChainHead, verify_chain
 from provenance.chain_facts import policy_file_problems, run_problems, threshold_problems
+from provenance.embedders import segment_embedding_files
 from provenance.hashing import sha256_uri
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
@@ -180,6 +181,7 @@ CHECKS: dict[str, Callable[[Session], Iterator[tuple[str, str | None, str]]]] = 
     "fingerprints": _fingerprints,
     "artist_model": _calibration_files("artist_model"),
     "melody": _calibration_files("melody"),
+    "segment_embeddings": segment_embedding_files,
 }
 
 

@@ -20,12 +20,14 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.featurize import featurize_flow
 from provenance import migrate
+from provenance.audit.integrity import verify_everything
 from provenance.db import make_engine, session_factory
+from provenance.hashing import sha256_file
 from provenance.licences import record_licence
 from provenance.models import AuditEvent, Embedder, Recording
-from provenance.object_store import default_object_store
+from provenance.object_store import default_object_store, location_path
 from provenance.parties import add_credit, get_or_create_party
-from training.clap_embedder import default_clap_path, file_sha256
+from training.clap_embedder import default_clap_path
 from training.clap_eval import DEFAULT_TRANSFORMS
 from training.shards import EMBEDDING_DIM, embedding_matrix, open_datasets, read_embeddings
 
@@ -103,7 +105,7 @@ def test_clap_train_embed_eval_on_a_tiny_featurized_corpus(
     trained = invoke_json(runner, "clap", "train", "--config", "debug")
     checkpoint = default_clap_path()
     assert trained["checkpoint"] == str(checkpoint) and checkpoint.is_file()
-    assert trained["sha256"] == file_sha256(checkpoint)
+    assert trained["sha256"] == sha256_file(checkpoint)
     # Only the commercially eligible recordings: "d" is CC-BY-NC.
     assert trained["recordings"] == 3 and trained["segments"] == 3
     assert trained["steps"] == 2
@@ -144,10 +146,18 @@ def test_clap_train_embed_eval_on_a_tiny_featurized_corpus(
     # The embedder is recorded once, with an audit event, however often it is used.
     with session_factory(make_engine(url))() as session:
         rows = session.execute(select(Embedder)).scalars().all()
-        assert [(r.sha256, r.uri) for r in rows] == [(sha, str(checkpoint))]
+        assert [(r.sha256, location_path(r.uri)) for r in rows] == [(sha, checkpoint)]
         events = session.scalar(
             select(func.count())
             .select_from(AuditEvent)
             .where(AuditEvent.action == "embedder.trained")
         )
         assert events == 1
+        # The segment-embeddings file is recorded with its digest, and `audit verify` re-hashes it.
+        assert embedded["embeddings_sha256"] == sha256_file(path)
+        report = verify_everything(session)
+        assert report.checked["segment_embeddings"] == 1 and report.ok, report.discrepancies
+        with path.open("ab") as handle:
+            handle.write(b"\0")
+        tampered = verify_everything(session)
+        assert [d.kind for d in tampered.discrepancies] == ["segment_embeddings"]
