@@ -31,7 +31,6 @@ written to a temporary name and renamed, and identified by their sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from provenance.hashing import sha256_file
 from training.diffusion.denoiser import Denoiser
 from training.diffusion.unet import MelUNet
 from training.train_config import TrainConfig
@@ -118,14 +118,6 @@ def _header_json(header: dict[str, Any]) -> dict[str, str]:
     # One metadata key: safetensors stores metadata in a hash map whose order is random per
     # process, so several keys would make identical checkpoints differ byte-wise.
     return {HEADER_KEY: json.dumps(header, sort_keys=True, separators=(",", ":"))}
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

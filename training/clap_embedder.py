@@ -19,7 +19,6 @@ Nothing is ever downloaded: a missing file is a :class:`ClapCheckpointMissing`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from provenance.hashing import sha256_file
 from provenance.settings import fairchord_home
 
 log = logging.getLogger(__name__)
@@ -83,14 +83,6 @@ def tokenize(texts: Sequence[str]) -> torch.Tensor:
 
     _laion_clap()
     return clip_bpe(list(texts))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def audio_windows(
@@ -183,7 +175,7 @@ class ClapEmbedder:
         if unexpected:
             log.info("CLAP checkpoint %s has %d unused tensors", path, len(unexpected))
         module.model.eval()
-        return cls(module=module, sha256=file_sha256(path), path=path, config=config)
+        return cls(module=module, sha256=sha256_file(path), path=path, config=config)
 
     @torch.no_grad()
     def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from provenance.hashing import sha256_file
 from training.augment import random_augmentation
 from training.clap_embedder import (
     DEFAULT_AMODEL,
@@ -30,7 +31,6 @@ from training.clap_embedder import (
     WINDOW_S,
     audio_inputs,
     build_clap_module,
-    file_sha256,
     to_clap_rate,
     tokenize,
 )
@@ -161,7 +161,7 @@ def train_clap(
     tmp.replace(out_path)
     return ClapTrainResult(
         path=out_path,
-        sha256=file_sha256(out_path),
+        sha256=sha256_file(out_path),
         losses=losses,
         contrastive=contrastive_hist,
         invariance=invariance_hist,

@@ -517,12 +517,12 @@ def test_bad_input_exits_2(
 @pytest.fixture(scope="module")
 def real_clap(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """LAION-CLAP's HTSAT-tiny + transformer towers (untrained), saved as our CLAP checkpoint."""
+    from provenance.hashing import sha256_file
     from training.clap_embedder import (
         DEFAULT_AMODEL,
         DEFAULT_TMODEL,
         ClapEmbedder,
         build_clap_module,
-        file_sha256,
     )
 
     torch.manual_seed(0)
@@ -531,7 +531,7 @@ def real_clap(tmp_path_factory: pytest.TempPathFactory) -> Any:
     path = tmp_path_factory.mktemp("clap") / "clap.pt"
     config = {"amodel": DEFAULT_AMODEL, "tmodel": DEFAULT_TMODEL}
     torch.save({"state_dict": module.model.state_dict(), "config": config}, path)
-    return ClapEmbedder(module=module, sha256=file_sha256(path), path=path, config=config)
+    return ClapEmbedder(module=module, sha256=sha256_file(path), path=path, config=config)
 
 
 def test_real_clap_conditions_and_gates(tmp_path: Path, trained: Trained, real_clap: Any) -> None:

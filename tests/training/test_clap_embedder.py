@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from provenance.hashing import sha256_file
 from training.clap_embedder import (
     CLAP_RATE,
     MODEL_RATE,
@@ -25,7 +26,6 @@ from training.clap_embedder import (
     ClapEmbedder,
     audio_inputs,
     audio_windows,
-    file_sha256,
     to_clap_rate,
 )
 from training.clap_train import CLAP_CONFIGS, ClapTrainResult, ClipExample, train_clap
@@ -147,7 +147,7 @@ def test_training_writes_a_checkpoint_that_can_rebuild_its_model(
     assert len(result.losses) == config.steps and all(map(math.isfinite, result.losses))
     parts = zip(result.contrastive, result.invariance, strict=True)
     assert result.losses == pytest.approx([c + config.invariance_weight * i for c, i in parts])
-    assert result.sha256 == file_sha256(result.path)
+    assert result.sha256 == sha256_file(result.path)
     assert not list(result.path.parent.glob("*.tmp"))
     blob = torch.load(result.path, map_location="cpu", weights_only=False)
     assert blob["config"]["amodel"] == "HTSAT-tiny" and blob["config"]["tmodel"] == "transformer"

@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from provenance.hashing import sha256_file
 from training.checkpoint import (
     HEADER_KEY,
     load_checkpoint,
     read_header,
     read_meta,
-    sha256_file,
 )
 from training.diffusion.sampling import sample_mels
 from training.snapshot_data import SegmentData, split_by_recording

