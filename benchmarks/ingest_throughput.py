@@ -6,7 +6,7 @@ In one run, on the same files:
 - **decode only**: a plain loop that decodes every file with soundfile (float32, in
   blocks) and does nothing else; the floor, the best pass of two (before and after the
   ingests).
-- **ingest core**: :func:`provenance.ingest.ingest_source`, sequential, no Prefect
+- **ingest core**: :func:`provenance.ingest_runs.ingest_source`, sequential, no Prefect
   (hash, decode-validate, measure, fingerprint, tags, object store, DB rows).
 - **ingest flow**: the `ingest-source` Prefect flow as `fairchord ingest` runs it (thread
   runner, ``--workers`` threads, default 2), after a warm-up run so the Prefect server is
@@ -98,7 +98,7 @@ def fresh_target(base: Path, name: str) -> tuple[str, str]:
 def ingest_core(manifest: Path, base: Path, profile: bool) -> tuple[float, float, float, Any]:
     """(audio seconds, wall, CPU, counts) of the sequential ingest without Prefect."""
     from provenance.db import make_engine, session_factory
-    from provenance.ingest import ingest_source
+    from provenance.ingest_runs import ingest_source
     from provenance.object_store import ObjectStore
     from provenance.sources import open_source
 

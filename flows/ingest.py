@@ -1,7 +1,7 @@
 """The `ingest-source` flow: a folder, manifest or dataset dump → recordings in the provenance DB.
 
 Per item, a task reads, hashes, validates and stores the bytes
-(:func:`provenance.ingest.prepare_item`, no database); the flow then records
+(:func:`provenance.ingest_prepare.prepare_item`, no database); the flow then records
 each result in its own transaction, strictly in listing order, so the thread
 runner and a Dask cluster write identical rows. Tasks retry only on I/O
 errors. Concurrency is bounded by the runner's workers and a window of
@@ -27,19 +27,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provenance.db import make_engine, session_factory
-from provenance.ingest import (
-    DEFAULT_LIMITS,
-    IngestLimits,
-    IngestOutcome,
-    PreparedItem,
+from provenance.ingest import IngestOutcome
+from provenance.ingest_failures import mark_run_failed, record_or_quarantine
+from provenance.ingest_prepare import DEFAULT_LIMITS, IngestLimits, PreparedItem, prepare_item
+from provenance.ingest_runs import (
     finish_run,
     get_or_create_source,
-    prepare_item,
     record_source_failure,
     start_run,
     summarize,
 )
-from provenance.ingest_failures import mark_run_failed, record_or_quarantine
 from provenance.object_store import ObjectStore, crash_point, default_object_store
 from provenance.sources.base import EmptyManifestError, SourceError, SourceItem, open_source
 
@@ -187,7 +184,7 @@ def ingest_source_flow(
 ) -> dict[str, Any]:
     """Ingest every item of a source; return the run summary (counts and per-item outcomes).
 
-    ``limits`` overrides fields of :class:`provenance.ingest.IngestLimits`;
+    ``limits`` overrides fields of :class:`provenance.ingest_prepare.IngestLimits`;
     ``allowed_schemes`` lists the URL schemes a manifest's rows may name (none by default:
     rows name files inside the root). A source that cannot be listed (an empty manifest)
     is recorded as a failed run with a quarantine entry, then raises

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from provenance.ingest import DEFAULT_LIMITS, IngestLimits
+from provenance.ingest_prepare import DEFAULT_LIMITS, IngestLimits
 from provenance.settings import HOME_ENV, fairchord_home
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from provenance.ingest import IngestLimits
+    from provenance.ingest_prepare import IngestLimits
 
 # A declared length may exceed the limit by this much before the header alone refuses it:
 # MP3 lengths are estimates, so a file at the limit is left to the decoder's exact count.

@@ -7,7 +7,7 @@ the item gets a ``record_failed`` quarantine entry in a fresh one, so the
 run goes on with the next item; a rerun meets the same entry and moves on
 again. An object such an item had already stored is not deleted here (a
 concurrent run may be about to name the same bytes); it is an orphan that
-:func:`provenance.ingest.sweep_orphan_objects` removes once it is old. If the
+:func:`provenance.object_store.sweep_orphan_objects` removes once it is old. If the
 run itself stops (the object store fails, the process is
 interrupted), its row is marked ``failed`` with the counts so far, so no run
 is left ``running``.
@@ -34,10 +34,10 @@ def record_or_quarantine(
     prepared: Any,
     limits: Any,
 ) -> Any:
-    """:func:`provenance.ingest.record_prepared` in its own transaction; on failure, a
+    """:func:`provenance.ingest_record.record_prepared` in its own transaction; on failure, a
     ``record_failed`` quarantine entry. :class:`OperationalError` (the database is
     unreachable, a deadlock) is raised for the caller to retry."""
-    from provenance.ingest import record_prepared
+    from provenance.ingest_record import record_prepared
 
     try:
         with sessions.begin() as session:
@@ -57,7 +57,7 @@ def quarantine_failed_record(
     sessions: Any, *, source_id: int, run_id: int, prepared: Any, error: BaseException
 ) -> Any:
     """A ``record_failed`` quarantine entry for an item whose rows could not be written."""
-    from provenance.ingest import _record_refused_input
+    from provenance.ingest_record import record_refused_input
 
     detail = clean_text(f"{type(error).__name__}: {error}")
     if prepared.sha256:
@@ -66,7 +66,7 @@ def quarantine_failed_record(
         prepared, sha256=None, reason_code="record_failed", reason_detail=(detail or "")[:1000]
     )
     with sessions.begin() as session:
-        return _record_refused_input(session, source_id, run_id, failed)
+        return record_refused_input(session, source_id, run_id, failed)
 
 
 def mark_run_failed(
@@ -74,7 +74,7 @@ def mark_run_failed(
 ) -> None:
     """Mark a run that stopped early ``failed``, with the counts of what it did. Never
     raises: the error that stopped the run is the one the caller reports."""
-    from provenance.ingest import finish_run, summarize
+    from provenance.ingest_runs import finish_run, summarize
 
     message = clean_text(f"{type(error).__name__}: {error}") or type(error).__name__
     try:

@@ -5,7 +5,9 @@ source once, hashing while it writes to ``<root>/tmp/<host>-<pid>-<random>``,
 then renames the temporary file into place, so a reader never sees a partial
 object and a killed writer leaves only a temporary file that
 :meth:`ObjectStore.remove_stale_tmp` recognises (its process is gone).
-Putting the same bytes twice is a no-op.
+Putting the same bytes twice is a no-op. An object no recording names (its
+run was killed between storing it and committing its row) is found by
+:func:`store_consistency` and removed, once old, by :func:`sweep_orphan_objects`.
 
 Locations the provenance DB records (objects, feature shards, checkpoints, gate
 indexes) are *home-relative* when they lie inside the fairchord home:
@@ -32,7 +34,10 @@ from urllib.parse import unquote, urlparse
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from provenance.models import Recording
 from provenance.settings import fairchord_home
 
 logger = logging.getLogger(__name__)
@@ -186,7 +191,7 @@ class ObjectStore:
         for info in self.fs.ls(base, detail=True):
             name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
             host, pid, _ = (name.split("-") + ["", "", ""])[:3]
-            owner_dead = host == _host_tag() and pid.isdigit() and not _pid_alive(int(pid))
+            owner_dead = host == _host_tag() and pid.isdigit() and not pid_alive(int(pid))
             mtime = _mtime(info)
             if owner_dead or (mtime is not None and now - mtime > older_than_s):
                 self.fs.rm(info["name"])
@@ -194,6 +199,43 @@ class ObjectStore:
         if removed:
             logger.info("removed %d stale temporary object file(s)", len(removed))
         return removed
+
+
+def store_consistency(session: Session, store: ObjectStore) -> tuple[list[str], list[str]]:
+    """``(orphan objects without a recording row, recordings whose object is missing)``."""
+    rows = session.execute(
+        select(Recording.sha256).where(Recording.object_uri.is_not(None))
+    ).scalars()
+    referenced = set(rows)
+    stored = set(store.iter_shas())
+    orphans = sorted(stored - referenced)
+    missing = sorted(sha for sha in referenced if sha not in stored)
+    return orphans, missing
+
+
+def sweep_orphan_objects(
+    session: Session, store: ObjectStore, *, older_than_s: float = 3600.0
+) -> list[str]:
+    """Delete objects no recording names, if older than ``older_than_s`` (a younger one may
+    belong to a run that has stored it and is about to commit its row)."""
+    orphans, _ = store_consistency(session, store)
+    removed = []
+    now = time.time()
+    for sha in orphans:
+        path = store.path_for(sha)
+        try:
+            info = store.fs.info(path)
+        except FileNotFoundError:
+            continue
+        mtime = info.get("mtime") or info.get("created")
+        if mtime is not None and hasattr(mtime, "timestamp"):
+            mtime = mtime.timestamp()
+        if mtime is None or now - float(mtime) >= older_than_s:
+            store.delete(sha)
+            removed.append(sha)
+    if removed:
+        logger.info("removed %d orphan object(s)", len(removed))
+    return removed
 
 
 HOME_SCHEME = "home://"
@@ -259,7 +301,8 @@ def _host_tag() -> str:
     return socket.gethostname().replace("-", "_")[:40] or "host"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs (one this process may not signal does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         4 the run completed, but some items are quarantined (the summary lists them by
         reason; a rerun reports them again; --lenient exits 0 instead).
         """
-        from provenance.ingest import IngestLimits
+        from provenance.ingest_prepare import IngestLimits
         from provenance.sources.paths import normalise_schemes
 
         try:

@@ -12,10 +12,12 @@ from sqlalchemy import Engine, func, select
 
 from provenance.audit_log import verify_chain
 from provenance.db import session_factory
-from provenance.ingest import FLAGS, QUARANTINE_REASONS, IngestLimits, ingest_source
-from provenance.ingest import store_consistency as consistency
+from provenance.ingest import FLAGS, QUARANTINE_REASONS
+from provenance.ingest_prepare import IngestLimits
+from provenance.ingest_runs import ingest_source
 from provenance.models import IngestionRun, Party, QuarantineItem, Recording, Sighting
 from provenance.object_store import ObjectStore
+from provenance.object_store import store_consistency as consistency
 from provenance.sources import SourceError, open_source
 from tests.adversarial.hostile import build_hostile_batch, kind_names
 from tests.provenance.test_ingest import db_snapshot

@@ -14,8 +14,7 @@ from sqlalchemy import Engine
 
 from provenance import migrate
 from provenance.db import make_engine, session_factory
-from provenance.ingest import store_consistency
-from provenance.object_store import ObjectStore
+from provenance.object_store import ObjectStore, store_consistency
 from tests.common.databases import throwaway_database
 from tests.provenance.test_ingest import build_bad_corpus, db_snapshot
 from tests.training.test_audio_io import write_music
@@ -27,7 +26,7 @@ RUNNER = """
 import os, sys, time
 from pathlib import Path
 from provenance.db import make_engine, session_factory
-from provenance.ingest import ingest_source
+from provenance.ingest_runs import ingest_source
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
 from tests.provenance.test_ingest import TEST_LIMITS

@@ -10,8 +10,7 @@ from sqlalchemy import Engine
 from flows.ingest import run_ingest
 from provenance import migrate
 from provenance.db import make_engine, session_factory
-from provenance.ingest import store_consistency
-from provenance.object_store import ObjectStore
+from provenance.object_store import ObjectStore, store_consistency
 from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
 
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from flows.ingest import outcome_table, run_ingest
 from provenance.db import session_factory
-from provenance.ingest import store_consistency, summarize
+from provenance.ingest_runs import summarize
 from provenance.models import IngestionRun, QuarantineItem
-from provenance.object_store import default_object_store
+from provenance.object_store import default_object_store, store_consistency
 from provenance.sources import EmptyManifestError
 from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
 

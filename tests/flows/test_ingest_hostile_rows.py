@@ -14,9 +14,8 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from provenance.db import session_factory
-from provenance.ingest import store_consistency
 from provenance.models import AuditEvent, IngestionRun
-from provenance.object_store import default_object_store
+from provenance.object_store import default_object_store, store_consistency
 from tests.provenance.test_ingest import db_snapshot
 from tests.training.test_audio_io import write_music
 

@@ -18,9 +18,9 @@ from sqlalchemy import Engine, select
 
 from provenance import migrate
 from provenance.db import make_engine, session_factory
-from provenance.ingest import ingest_source, store_consistency
+from provenance.ingest_runs import ingest_source
 from provenance.models import IngestionRun
-from provenance.object_store import ObjectStore
+from provenance.object_store import ObjectStore, store_consistency
 from provenance.sources import open_source
 from tests.common.databases import throwaway_database
 from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNER = """
 import sys
 from provenance.db import make_engine, session_factory
-from provenance.ingest import ingest_source
+from provenance.ingest_runs import ingest_source
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
 from tests.provenance.test_ingest import TEST_LIMITS

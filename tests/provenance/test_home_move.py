@@ -21,7 +21,9 @@ from generation.index import VECTORS_FILE, build_index_for_run
 from generation.pipeline import checkpoint_path
 from provenance.audit.integrity import IntegrityReport, verify_everything
 from provenance.features import CoveredRecording, get_or_create_feature_set, record_shards
-from provenance.ingest import IngestLimits, get_or_create_source, ingest_item
+from provenance.ingest_prepare import IngestLimits
+from provenance.ingest_record import ingest_item
+from provenance.ingest_runs import get_or_create_source
 from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureShard, Recording
 from provenance.object_store import default_object_store, home_location
 from provenance.settings import fairchord_home

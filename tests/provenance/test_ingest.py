@@ -17,14 +17,10 @@ from sqlalchemy.orm import Session
 
 from provenance.audit_log import verify_chain
 from provenance.db import session_factory
-from provenance.ingest import (
-    IngestLimits,
-    IngestOutcome,
-    ingest_item,
-    ingest_source,
-    store_consistency,
-    sweep_orphan_objects,
-)
+from provenance.ingest import IngestOutcome
+from provenance.ingest_prepare import IngestLimits
+from provenance.ingest_record import ingest_item
+from provenance.ingest_runs import ingest_source
 from provenance.models import (
     AuditEvent,
     ConsentEvent,
@@ -37,7 +33,7 @@ from provenance.models import (
     Sighting,
     Source,
 )
-from provenance.object_store import ObjectStore
+from provenance.object_store import ObjectStore, store_consistency, sweep_orphan_objects
 from provenance.sources import EmptyManifestError, open_source
 from provenance.sources.base import parse_consent
 from tests.training.test_audio_io import synth_music, write_music
@@ -321,7 +317,7 @@ def test_empty_manifest_is_a_clear_error_and_recorded(engine: Engine, tmp_path: 
 def test_tags_fill_in_what_the_folder_does_not_say(session: Session, tmp_path: Path) -> None:
     from mutagen.oggvorbis import OggVorbis
 
-    from provenance.ingest import get_or_create_source
+    from provenance.ingest_runs import get_or_create_source
 
     folder = tmp_path / "tagged"
     folder.mkdir()
@@ -362,7 +358,7 @@ def test_tags_fill_in_what_the_folder_does_not_say(session: Session, tmp_path: P
 def test_same_bytes_in_two_sources_is_one_recording_two_sightings(
     session: Session, tmp_path: Path
 ) -> None:
-    from provenance.ingest import get_or_create_source
+    from provenance.ingest_runs import get_or_create_source
 
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
@@ -413,7 +409,7 @@ def test_limits_validate() -> None:
 def test_wider_limits_readmit_a_limit_quarantined_recording(
     session: Session, tmp_path: Path
 ) -> None:
-    from provenance.ingest import get_or_create_source
+    from provenance.ingest_runs import get_or_create_source
 
     (tmp_path / "src").mkdir()
     write_music(tmp_path / "src" / "long.flac", 41, seconds=7.0)
@@ -437,7 +433,7 @@ def test_wider_limits_readmit_a_limit_quarantined_recording(
 def test_ingest_a_saved_hf_dataset(session: Session, tmp_path: Path) -> None:
     from datasets import Audio, Dataset
 
-    from provenance.ingest import get_or_create_source
+    from provenance.ingest_runs import get_or_create_source
 
     write_music(tmp_path / "a.flac", 51, seconds=2.0)
     (tmp_path / "bad.wav").write_text("not audio at all")

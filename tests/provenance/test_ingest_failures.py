@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-import provenance.ingest as ingest
+import provenance.ingest_record as ingest
 from provenance.db import session_factory
-from provenance.ingest import ingest_source, store_consistency
+from provenance.ingest_runs import ingest_source
 from provenance.models import IngestionRun, QuarantineItem, Recording
-from provenance.object_store import ObjectStore
+from provenance.object_store import ObjectStore, store_consistency
 from provenance.parties import unusable_name
 from provenance.sources import open_source
 from provenance.sources.text import MAX_LOCATOR_BYTES, clean_text, locator_text

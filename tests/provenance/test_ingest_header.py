@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import provenance.ingest as ingest
-from provenance.ingest import IngestLimits, get_or_create_source, ingest_item, prepare_item
+import provenance.ingest_prepare as ingest
 from provenance.ingest_checks import HeaderFacts, header_violation, read_header
+from provenance.ingest_prepare import IngestLimits, prepare_item
+from provenance.ingest_record import ingest_item
+from provenance.ingest_runs import get_or_create_source
 from provenance.models import Recording
 from provenance.object_store import ObjectStore
 from provenance.sources import SourceItem, open_source

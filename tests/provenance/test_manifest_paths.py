@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provenance.ingest import get_or_create_source, ingest_item
+from provenance.ingest_record import ingest_item
+from provenance.ingest_runs import get_or_create_source
 from provenance.models import QuarantineItem, Recording
 from provenance.object_store import ObjectStore
 from provenance.sources import SourceError, open_source

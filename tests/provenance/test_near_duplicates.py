@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from provenance.audio_match import DEFAULT_MIN_CORRELATION, profile_of_wave, profile_similarity
 from provenance.audio_probe import DEFAULT_NEAR_DUPLICATE_BITS, fingerprint_distance, probe_audio
-from provenance.ingest import IngestLimits, get_or_create_source, ingest_item
+from provenance.ingest_prepare import IngestLimits
+from provenance.ingest_record import ingest_item
+from provenance.ingest_runs import get_or_create_source
 from provenance.models import Recording
 from provenance.near_duplicates import duplicate_evidence
 from provenance.object_store import ObjectStore
