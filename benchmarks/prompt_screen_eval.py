@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from flows.demo_corpus import load_demo_facts, named_artists
-from generation.prompt_screen import PromptScreen, ScreenedParty
+from generation.prompt_screen import PromptScreen
+from generation.screen_names import ScreenedParty
 
 DATA = Path(__file__).parent / "data" / "prompts"
 LISTS = ("disguised", "benign")

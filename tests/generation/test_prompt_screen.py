@@ -17,12 +17,11 @@ from generation.ordinary_words import is_english_word, is_ordinary
 from generation.prompt_screen import (
     MAX_PROMPT_CHARS,
     PromptScreen,
-    ScreenedParty,
     ScreenResult,
-    name_distance,
-    osa_distance,
     record_screen_decision,
 )
+from generation.screen_names import ScreenedParty
+from generation.string_distance import name_distance, osa_distance
 from generation.text_folding import folded_text
 from provenance.audit_log import verify_chain
 from provenance.consent import ConsentSubject, record_consent
