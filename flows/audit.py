@@ -7,41 +7,34 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.sessions import engine_sessions, transaction
 from provenance.audit.integrity import verify_everything
 from provenance.audit.taint import tainted_runs
 from provenance.audit.taint_log import record_new_taint
-from provenance.db import make_engine, session_factory
 
 
 @task
 def find_and_log_taint(db_url: str | None) -> list[dict[str, Any]]:
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            findings = tainted_runs(session)
-            new = {f.training_run_id for f in record_new_taint(session, findings)}
-            return [
-                {
-                    "training_run_id": f.training_run_id,
-                    "policy": f.policy,
-                    "tainted_members": len(f.members),
-                    "new": f.training_run_id in new,
-                    "reasons": "; ".join(sorted({r for m in f.members for r in m.reasons})),
-                }
-                for f in findings
-            ]
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        findings = tainted_runs(session)
+        new = {f.training_run_id for f in record_new_taint(session, findings)}
+        return [
+            {
+                "training_run_id": f.training_run_id,
+                "policy": f.policy,
+                "tainted_members": len(f.members),
+                "new": f.training_run_id in new,
+                "reasons": "; ".join(sorted({r for m in f.members for r in m.reasons})),
+            }
+            for f in findings
+        ]
 
 
 @task
 def check_integrity(db_url: str | None) -> list[str]:
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine)() as session:
-            return [str(d) for d in verify_everything(session).discrepancies]
-    finally:
-        engine.dispose()
+    # Read only: a plain session, rolled back when it closes; nothing to commit.
+    with engine_sessions(db_url) as sessions, sessions() as session:
+        return [str(d) for d in verify_everything(session).discrepancies]
 
 
 @flow(name="audit")

@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.sessions import transaction
 from provenance.consent_lists import DEFAULT_PURPOSE, ConsentList, parse_consent_file
 from provenance.consent_sync import SyncReport, apply_consent_list
-from provenance.db import make_engine, session_factory
 
 
 def _retry_on_oserror(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -38,12 +38,8 @@ def read_consent_file(path: str, purpose: str, origin: str | None) -> ConsentLis
 def record_consent_file(
     db_url: str | None, parsed: ConsentList, create_parties: bool
 ) -> dict[str, Any]:
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            report: SyncReport = apply_consent_list(session, parsed, create_parties=create_parties)
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        report: SyncReport = apply_consent_list(session, parsed, create_parties=create_parties)
     return report.to_dict()
 
 
