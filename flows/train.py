@@ -30,15 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from sqlalchemy import select
 
-from provenance.db import make_engine, session_factory
-from provenance.object_store import home_location, location_path
+from flows.sessions import transaction
+from provenance.object_store import location_path
 from provenance.settings import fairchord_home
 
 logger = logging.getLogger(__name__)
-
-RESUMABLE_STATUSES = ("snapshotted", "training", "failed", "interrupted")
 
 
 def run_dir(training_run_id: int) -> Path:
@@ -74,76 +71,64 @@ def snapshot_step(
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Freeze a new snapshot (or reopen the run to resume); return what training needs."""
+    from provenance.checkpoints import latest_resumable_run
     from provenance.features import feature_set_for_hash
-    from provenance.models import FeatureSet, TrainingRun
+    from provenance.models import FeatureSet
     from provenance.policies import load_policy
     from provenance.snapshot import freeze_snapshot, member_sha256s, verify_snapshot
     from training.mel import MelConfig
 
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            if resume:
-                run = session.execute(
-                    select(TrainingRun)
-                    .where(
-                        TrainingRun.policy_name == policy_name,
-                        TrainingRun.config_name == config_name,
-                        TrainingRun.status.in_(RESUMABLE_STATUSES),
-                    )
-                    .order_by(TrainingRun.id.desc())
-                    .limit(1)
-                ).scalar_one_or_none()
-                if run is None:
-                    raise ValueError(
-                        f"nothing to resume: no unfinished run with policy {policy_name!r} and "
-                        f"config {config_name!r}"
-                    )
-                problems = verify_snapshot(session, run.id)
-                if problems:
-                    raise ValueError(f"run {run.id}'s snapshot no longer verifies: {problems}")
-                checkpoint = latest_checkpoint(run_dir(run.id))
-                if run.config != config:
-                    raise ValueError(
-                        f"run {run.id} was started with another config; resume with the same "
-                        "--config and --max-steps"
-                    )
-                fs = session.get(FeatureSet, run.feature_set_id) if run.feature_set_id else None
-            else:
-                policy = load_policy(policy_name)
-                mel_config = MelConfig()
-                fs = feature_set_for_hash(session, mel_config.hash())
-                if fs is None:
-                    raise ValueError(
-                        f"no feature set for mel config {mel_config.hash()}: run "
-                        "`fairchord featurize` first"
-                    )
-                run = freeze_snapshot(
-                    session,
-                    policy=policy,
-                    config_name=config_name,
-                    config=config,
-                    feature_set_id=fs.id,
+    with transaction(db_url) as session:
+        if resume:
+            run = latest_resumable_run(session, policy_name=policy_name, config_name=config_name)
+            if run is None:
+                raise ValueError(
+                    f"nothing to resume: no unfinished run with policy {policy_name!r} and "
+                    f"config {config_name!r}"
                 )
-                checkpoint = None
+            problems = verify_snapshot(session, run.id)
+            if problems:
+                raise ValueError(f"run {run.id}'s snapshot no longer verifies: {problems}")
+            checkpoint = latest_checkpoint(run_dir(run.id))
+            if run.config != config:
+                raise ValueError(
+                    f"run {run.id} was started with another config; resume with the same "
+                    "--config and --max-steps"
+                )
+            fs = session.get(FeatureSet, run.feature_set_id) if run.feature_set_id else None
+        else:
+            policy = load_policy(policy_name)
+            mel_config = MelConfig()
+            fs = feature_set_for_hash(session, mel_config.hash())
             if fs is None:
-                raise ValueError(f"training run {run.id} has no feature set")
-            if flow_run_id:
-                run.prefect_flow_run_id = flow_run_id
-            return {
-                "training_run_id": run.id,
-                "members_digest": run.members_digest,
-                "audit_head": run.audit_head or "",
-                "member_count": run.member_count,
-                "members": {str(k): v for k, v in member_sha256s(session, run.id).items()},
-                "feature_root": str(uri_to_path(fs.root_uri)),
-                "mel_config": fs.mel_config,
-                "mel_config_hash": fs.mel_config_hash,
-                "resume_from": str(checkpoint) if checkpoint else None,
-                "policy": {"name": run.policy_name, "version": run.policy_version},
-            }
-    finally:
-        engine.dispose()
+                raise ValueError(
+                    f"no feature set for mel config {mel_config.hash()}: run "
+                    "`fairchord featurize` first"
+                )
+            run = freeze_snapshot(
+                session,
+                policy=policy,
+                config_name=config_name,
+                config=config,
+                feature_set_id=fs.id,
+            )
+            checkpoint = None
+        if fs is None:
+            raise ValueError(f"training run {run.id} has no feature set")
+        if flow_run_id:
+            run.prefect_flow_run_id = flow_run_id
+        return {
+            "training_run_id": run.id,
+            "members_digest": run.members_digest,
+            "audit_head": run.audit_head or "",
+            "member_count": run.member_count,
+            "members": {str(k): v for k, v in member_sha256s(session, run.id).items()},
+            "feature_root": str(uri_to_path(fs.root_uri)),
+            "mel_config": fs.mel_config,
+            "mel_config_hash": fs.mel_config_hash,
+            "resume_from": str(checkpoint) if checkpoint else None,
+            "policy": {"name": run.policy_name, "version": run.policy_version},
+        }
 
 
 def set_status_step(
@@ -152,56 +137,22 @@ def set_status_step(
     from provenance.models import TrainingRun
     from provenance.snapshot import set_run_status
 
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            run = session.get(TrainingRun, training_run_id)
-            assert run is not None
-            set_run_status(session, run, status, payload=payload)
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        run = session.get(TrainingRun, training_run_id)
+        assert run is not None
+        set_run_status(session, run, status, payload=payload)
 
 
 def record_checkpoint_step(
     db_url: str | None, training_run_id: int, *, path: str, sha256: str, step: int, is_final: bool
 ) -> int:
     """A ``checkpoints`` row for a written file (idempotent by sha256) + an audit event."""
-    from provenance.audit_log import append_event
-    from provenance.models import Checkpoint
+    from provenance.checkpoints import record_checkpoint
 
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            existing = session.execute(
-                select(Checkpoint).where(Checkpoint.sha256 == sha256)
-            ).scalar_one_or_none()
-            if existing is not None:
-                return existing.id
-            row = Checkpoint(
-                training_run_id=training_run_id,
-                sha256=sha256,
-                uri=home_location(path),
-                step=step,
-                is_final=is_final,
-            )
-            session.add(row)
-            session.flush()
-            append_event(
-                session,
-                "checkpoint.recorded",
-                entity="checkpoint",
-                entity_id=row.id,
-                payload={
-                    "training_run_id": training_run_id,
-                    "sha256": sha256,
-                    "step": step,
-                    "is_final": is_final,
-                    "uri": row.uri,
-                },
-            )
-            return row.id
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        return record_checkpoint(
+            session, training_run_id, path=path, sha256=sha256, step=step, is_final=is_final
+        )
 
 
 def train_step(
@@ -332,12 +283,9 @@ def train_step(
 
 def index_step(db_url: str | None, snapshot: dict[str, Any], clap_sha256: str) -> dict[str, Any]:
     """Build the gate index from the snapshot's segment embeddings, or say why it could not."""
-    try:
-        from generation.index import build_index_for_run
-    except ImportError:
-        return {"built": False, "reason": "generation.index is not available: the lead wires it"}
+    from generation.index import build_index_for_run
     from provenance.features import artist_ids
-    from training.shards import embedding_matrix, read_embeddings
+    from training.segment_embeddings import embedding_matrix, read_embeddings
 
     run_id = int(snapshot["training_run_id"])
     members = [int(k) for k in snapshot["members"]]
@@ -350,29 +298,25 @@ def index_step(db_url: str | None, snapshot: dict[str, Any], clap_sha256: str) -
     if table.num_rows == 0:
         return {"built": False, "reason": "the snapshot's recordings have no segment embeddings"}
     rids = table.column("recording_id").to_pylist()
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            artists = {rid: artist_ids(session, rid) for rid in set(rids)}
-            row = build_index_for_run(
-                session,
-                run_id,
-                embeddings=embedding_matrix(table),
-                recording_ids=rids,
-                segment_index=table.column("segment_index").to_pylist(),
-                artist_ids=[artists[r] for r in rids],
-                embedder_sha256=clap_sha256,
-                snapshot_digest=snapshot["members_digest"],
-            )
-            return {
-                "built": True,
-                "embedding_index_id": row.id,
-                "sha256": row.sha256,
-                "vectors": row.vectors,
-                "uri": row.uri,
-            }
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        artists = {rid: artist_ids(session, rid) for rid in set(rids)}
+        row = build_index_for_run(
+            session,
+            run_id,
+            embeddings=embedding_matrix(table),
+            recording_ids=rids,
+            segment_index=table.column("segment_index").to_pylist(),
+            artist_ids=[artists[r] for r in rids],
+            embedder_sha256=clap_sha256,
+            snapshot_digest=snapshot["members_digest"],
+        )
+        return {
+            "built": True,
+            "embedding_index_id": row.id,
+            "sha256": row.sha256,
+            "vectors": row.vectors,
+            "uri": row.uri,
+        }
 
 
 # --- Prefect ------------------------------------------------------------------------------

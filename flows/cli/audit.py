@@ -7,7 +7,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -46,46 +46,14 @@ class ReportFormat(StrEnum):
 
 
 def _reports(session: Session, checkpoint: str | None, all_: bool) -> list[LicenceReport]:
-    from sqlalchemy import select
-
     from provenance.audit.licence_report import build_licence_report
-    from provenance.audit.members import UnknownCheckpoint, latest_checkpoint, resolve_checkpoint
-    from provenance.models import Checkpoint
+    from provenance.audit.members import UnknownCheckpoint, checkpoints_to_report
 
     try:
-        if all_:
-            ckpts = list(session.execute(select(Checkpoint).order_by(Checkpoint.id)).scalars())
-        elif checkpoint:
-            ckpts = [resolve_checkpoint(session, checkpoint)]
-        else:
-            ckpts = [latest_checkpoint(session)]
+        ckpts = checkpoints_to_report(session, checkpoint, every=all_)
     except UnknownCheckpoint as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     return [build_licence_report(session, c) for c in ckpts]
-
-
-_CSV_COLUMNS = [
-    "checkpoint_id",
-    "recording_id",
-    "sha256",
-    "title",
-    "artists",
-    "declared_licence",
-    "concluded_at_snapshot",
-    "concluded_now",
-    "consent_at_snapshot",
-    "consent_now",
-    "policy",
-    "policy_version",
-    "minutes",
-    "taint_reasons",
-    "audit_head",
-]
-
-
-def _head_text(report: LicenceReport) -> str:
-    head = report.audit_head or {}
-    return f"{head.get('seq')}:{head.get('hash')}" if head else ""
 
 
 def _witness_reports(reports: list[LicenceReport], what: str) -> None:
@@ -137,33 +105,9 @@ def licenses(
 
             text = reports_json(reports)
         elif fmt is ReportFormat.csv:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
-            writer.writeheader()
-            for r in reports:
-                for m in r.members:
-                    writer.writerow(
-                        safe_row(
-                            {
-                                "checkpoint_id": r.checkpoint_id,
-                                "recording_id": m.recording_id,
-                                "sha256": m.sha256,
-                                "title": m.title or "",
-                                "artists": "; ".join(m.artists),
-                                "declared_licence": m.declared_licence or "",
-                                "concluded_at_snapshot": m.concluded_at_snapshot,
-                                "concluded_now": m.concluded_now or "",
-                                "consent_at_snapshot": m.consent_at_snapshot,
-                                "consent_now": m.consent_now,
-                                "policy": r.policy,
-                                "policy_version": r.policy_version_at_snapshot,
-                                "minutes": f"{m.minutes:.3f}",
-                                "taint_reasons": "; ".join(m.taint_reasons),
-                                "audit_head": _head_text(r),
-                            }
-                        )
-                    )
-            text = buffer.getvalue()
+            from provenance.audit.licence_report import reports_csv
+
+            text = reports_csv(reports)
         else:
             text = ""
     if fmt is not ReportFormat.table:
@@ -283,37 +227,10 @@ def _print_gate_detectors(report: LicenceReport) -> None:
 def taint(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List tainted checkpoints: members opted out of training since the snapshot, or whose
     licence was re-assessed to one the run's policy now rejects. Exits 4 when any is tainted."""
-    from sqlalchemy import select
-
-    from provenance.audit.taint import tainted_runs
-    from provenance.models import Checkpoint
+    from provenance.audit.taint import tainted_checkpoints
 
     with session_scope() as session:
-        findings = tainted_runs(session)
-        out: list[dict[str, Any]] = []
-        for finding in findings:
-            ckpts = session.execute(
-                select(Checkpoint.id, Checkpoint.sha256).where(
-                    Checkpoint.training_run_id == finding.training_run_id
-                )
-            ).all()
-            out.append(
-                {
-                    "training_run_id": finding.training_run_id,
-                    "policy": finding.policy,
-                    "checkpoints": [{"id": i, "sha256": s} for i, s in ckpts],
-                    "members": [
-                        {
-                            "recording_id": m.recording_id,
-                            "sha256": m.sha256,
-                            "reasons": m.reasons,
-                            "consent_event_ids": m.event_ids,
-                            "licence_assertion_ids": m.assertion_ids,
-                        }
-                        for m in finding.members
-                    ],
-                }
-            )
+        out = tainted_checkpoints(session)
     if as_json:
         print_json(out)
     elif not out:

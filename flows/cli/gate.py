@@ -34,8 +34,7 @@ def load_wave_16k(path_or_uri: str) -> np.ndarray:
 
 def resolve_checkpoint(session: Session, checkpoint_id: int | None) -> Checkpoint:
     """The given checkpoint, else the newest final one, else the newest one."""
-    from sqlalchemy import select
-
+    from provenance.checkpoints import newest_checkpoint
     from provenance.models import Checkpoint
 
     if checkpoint_id is not None:
@@ -43,9 +42,7 @@ def resolve_checkpoint(session: Session, checkpoint_id: int | None) -> Checkpoin
         if ckpt is None:
             fail(f"checkpoint {checkpoint_id} does not exist", EXIT_BAD_INPUT)
         return ckpt
-    ckpt = session.execute(
-        select(Checkpoint).order_by(Checkpoint.is_final.desc(), Checkpoint.id.desc()).limit(1)
-    ).scalar_one_or_none()
+    ckpt = newest_checkpoint(session)
     if ckpt is None:
         fail("no checkpoints yet: train a model first (`fairchord train`)", EXIT_BAD_INPUT)
     return ckpt

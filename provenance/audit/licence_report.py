@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
+import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from provenance.audit.detectors import gate_detectors, gate_summary
 from provenance.audit.members import MemberRow, member_rows
 from provenance.audit.taint import RunTaint, run_taint
 from provenance.audit_log import chain_head
+from provenance.csv_safety import safe_row
 from provenance.models import Checkpoint, TrainingRun, utcnow
 from provenance.policies import load_policy
 
@@ -175,3 +178,55 @@ def reports_json(reports: Sequence[LicenceReport]) -> str:
         ).decode()
         + "\n"
     )
+
+
+CSV_COLUMNS = [
+    "checkpoint_id",
+    "recording_id",
+    "sha256",
+    "title",
+    "artists",
+    "declared_licence",
+    "concluded_at_snapshot",
+    "concluded_now",
+    "consent_at_snapshot",
+    "consent_now",
+    "policy",
+    "policy_version",
+    "minutes",
+    "taint_reasons",
+    "audit_head",
+]
+
+
+def reports_csv(reports: Sequence[LicenceReport]) -> str:
+    """One CSV row per member of every report (cells made safe for spreadsheets)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for r in reports:
+        head = r.audit_head or {}
+        head_text = f"{head.get('seq')}:{head.get('hash')}" if head else ""
+        for m in r.members:
+            writer.writerow(
+                safe_row(
+                    {
+                        "checkpoint_id": r.checkpoint_id,
+                        "recording_id": m.recording_id,
+                        "sha256": m.sha256,
+                        "title": m.title or "",
+                        "artists": "; ".join(m.artists),
+                        "declared_licence": m.declared_licence or "",
+                        "concluded_at_snapshot": m.concluded_at_snapshot,
+                        "concluded_now": m.concluded_now or "",
+                        "consent_at_snapshot": m.consent_at_snapshot,
+                        "consent_now": m.consent_now,
+                        "policy": r.policy,
+                        "policy_version": r.policy_version_at_snapshot,
+                        "minutes": f"{m.minutes:.3f}",
+                        "taint_reasons": "; ".join(m.taint_reasons),
+                        "audit_head": head_text,
+                    }
+                )
+            )
+    return buffer.getvalue()

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from provenance.audit.rows import core_rows
+from provenance.checkpoints import newest_checkpoint
 from provenance.models import (
     Checkpoint,
     Credit,
@@ -76,13 +77,19 @@ def resolve_checkpoint(session: Session, ref: str | int) -> Checkpoint:
     )
 
 
-def latest_checkpoint(session: Session) -> Checkpoint:
-    ckpt = session.execute(
-        select(Checkpoint).order_by(Checkpoint.is_final.desc(), Checkpoint.id.desc()).limit(1)
-    ).scalar_one_or_none()
+def checkpoints_to_report(
+    session: Session, ref: str | None = None, *, every: bool = False
+) -> list[Checkpoint]:
+    """Every checkpoint by id (``every``), the one ``ref`` names (:func:`resolve_checkpoint`),
+    or the newest final one (else the newest); raises :class:`UnknownCheckpoint`."""
+    if every:
+        return list(session.execute(select(Checkpoint).order_by(Checkpoint.id)).scalars())
+    if ref:
+        return [resolve_checkpoint(session, ref)]
+    ckpt = newest_checkpoint(session)
     if ckpt is None:
         raise UnknownCheckpoint("no checkpoints recorded yet: run `fairchord train` first")
-    return ckpt
+    return [ckpt]
 
 
 def member_rows(session: Session, run: TrainingRun) -> list[MemberRow]:

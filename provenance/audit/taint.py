@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ from provenance.consent import ConsentState, current_consent_of_recordings
 from provenance.eligibility import licence_reasons
 from provenance.licences import NOASSERTION
 from provenance.models import (
+    Checkpoint,
     ConsentEvent,
     Credit,
     LicenceAssertion,
@@ -309,3 +311,36 @@ def tainted_runs(session: Session, *, now: dt.datetime | None = None) -> list[Ru
             policies[run.policy_name] = load_policy(run.policy_name)
         runs.append((run, policies[run.policy_name]))
     return [taint for taint in runs_taint(session, runs, now=now) if taint.tainted]
+
+
+def tainted_checkpoints(
+    session: Session, *, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """:func:`tainted_runs` as plain data: each run with its checkpoints (id, sha256) and its
+    tainted members with their reasons and the consent events and licence assertions behind
+    them."""
+    out: list[dict[str, Any]] = []
+    for finding in tainted_runs(session, now=now):
+        ckpts = session.execute(
+            select(Checkpoint.id, Checkpoint.sha256).where(
+                Checkpoint.training_run_id == finding.training_run_id
+            )
+        ).all()
+        out.append(
+            {
+                "training_run_id": finding.training_run_id,
+                "policy": finding.policy,
+                "checkpoints": [{"id": i, "sha256": s} for i, s in ckpts],
+                "members": [
+                    {
+                        "recording_id": m.recording_id,
+                        "sha256": m.sha256,
+                        "reasons": m.reasons,
+                        "consent_event_ids": m.event_ids,
+                        "licence_assertion_ids": m.assertion_ids,
+                    }
+                    for m in finding.members
+                ],
+            }
+        )
+    return out
