@@ -136,7 +136,7 @@ def embed_task(
     import numpy as np
 
     from training.clap_embedder import EMBED_BATCH, ClapEmbedder
-    from training.shards import write_embeddings
+    from training.segment_embeddings import write_embeddings
 
     embedder = ClapEmbedder.load(Path(clap) if clap else None)
     vectors: list[np.ndarray] = []

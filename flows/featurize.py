@@ -39,15 +39,14 @@ from training.captions import ClapTagger
 from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
 from training.mel import MelConfig
 from training.segments import SegmentConfig, window_frames
-from training.shards import (
+from training.shard_writer import (
     DEFAULT_TARGET_BYTES,
     ShardWriter,
     add_shards_to_manifest,
-    manifest_path,
     new_manifest,
-    read_manifest,
     write_manifest,
 )
+from training.shards import manifest_path, read_manifest
 
 ProgressCallback = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
 _progress_callbacks: list[ProgressCallback] = []

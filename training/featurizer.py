@@ -24,7 +24,7 @@ from training.segments import (
     segment_wave,
     window_frames,
 )
-from training.shards import segment_rows
+from training.shard_writer import segment_rows
 
 logger = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ def evaluate(
 
     from training.clap_embedder import ClapCheckpointMissing, ClapEmbedder
     from training.clap_eval import evaluate_clap
-    from training.shards import embedding_matrix, read_embeddings
+    from training.segment_embeddings import embedding_matrix, read_embeddings
 
     try:
         embedder = ClapEmbedder.load(clap)

@@ -29,7 +29,8 @@ from provenance.object_store import default_object_store, location_path
 from provenance.parties import add_credit, get_or_create_party
 from training.clap_embedder import default_clap_path
 from training.clap_eval import DEFAULT_TRANSFORMS
-from training.shards import EMBEDDING_DIM, embedding_matrix, open_datasets, read_embeddings
+from training.segment_embeddings import EMBEDDING_DIM, embedding_matrix, read_embeddings
+from training.shards import open_datasets
 
 # (title, artist, licence, tone Hz): 6 s each, one segment each.
 CORPUS = [

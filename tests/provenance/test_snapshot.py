@@ -20,7 +20,7 @@ from provenance.snapshot import (
     merkle_root,
     verify_proof,
 )
-from training import shards
+from training import shard_writer, shards
 from training.mel import DEFAULT_MEL_CONFIG
 from training.snapshot_data import MaterializationLedger, load_snapshot_segments, split_segments
 from training.train_config import get_config
@@ -104,16 +104,16 @@ def test_leaf_hash_covers_licence_and_consent_facts() -> None:
 
 def _write_feature_set(root: Path, recordings: dict[int, tuple[str, float, int]]) -> None:
     """One shard holding every recording (id → (sha256, mel level, segments)), in id order."""
-    manifest = shards.new_manifest(DEFAULT_MEL_CONFIG, frames=FRAMES, segment_config={})
+    manifest = shard_writer.new_manifest(DEFAULT_MEL_CONFIG, frames=FRAMES, segment_config={})
     covered = {}
-    with shards.ShardWriter(root, n_mels=64, frames=FRAMES) as writer:
+    with shard_writer.ShardWriter(root, n_mels=64, frames=FRAMES) as writer:
         for rid, (sha, level, n) in sorted(recordings.items()):
             rng = np.random.default_rng(rid)
             mels = (level + 0.1 * rng.standard_normal((n, 64, FRAMES))).astype(np.float16)
             if level == PLANTED_LEVEL:
                 mels[:] = level
             writer.add_recording(
-                shards.segment_rows(
+                shard_writer.segment_rows(
                     recording_id=rid,
                     recording_sha256=sha,
                     mels=mels,
@@ -129,7 +129,9 @@ def _write_feature_set(root: Path, recordings: dict[int, tuple[str, float, int]]
             covered[rid] = {"sha256": sha, "segments": n}
     assert len(writer.written) == 1  # all in the SAME shard
     covered = {k: {**v, "shard": writer.written[0].name} for k, v in covered.items()}
-    shards.write_manifest(root, shards.add_shards_to_manifest(manifest, writer.written, covered))
+    shard_writer.write_manifest(
+        root, shard_writer.add_shards_to_manifest(manifest, writer.written, covered)
+    )
 
 
 def _spy_on_mel_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:

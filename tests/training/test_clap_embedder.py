@@ -29,7 +29,7 @@ from training.clap_embedder import (
     to_clap_rate,
 )
 from training.clap_train import CLAP_CONFIGS, ClapTrainResult, ClipExample, train_clap
-from training.shards import EMBEDDING_DIM
+from training.segment_embeddings import EMBEDDING_DIM
 
 WINDOW = 10 * MODEL_RATE
 HOP = 5 * MODEL_RATE

@@ -11,23 +11,23 @@ import pytest
 import torch
 
 from training.mel import MelConfig
-from training.shards import (
-    SegmentBatches,
+from training.segment_embeddings import embedding_matrix, read_embeddings, write_embeddings
+from training.shard_writer import (
     ShardWriter,
     add_shards_to_manifest,
-    embedding_matrix,
-    mel_array,
     new_manifest,
+    segment_rows,
+    write_manifest,
+)
+from training.shards import (
+    SegmentBatches,
+    mel_array,
     open_datasets,
     open_shard,
-    read_embeddings,
     read_manifest,
     rows_for_recordings,
-    segment_rows,
     shard_paths,
     verify_shards,
-    write_embeddings,
-    write_manifest,
 )
 
 N_MELS, FRAMES = 64, 1024
