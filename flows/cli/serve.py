@@ -115,7 +115,11 @@ def register(app: typer.Typer) -> None:
         2 bad schedules file, or a path it names does not exist;
         3 database not initialised; 4 no Prefect server configured or reachable.
         """
-        from flows.serve import ScheduleConfigError, load_schedule_config, missing_local_paths
+        from flows.schedule_config import (
+            ScheduleConfigError,
+            load_schedule_config,
+            missing_local_paths,
+        )
 
         try:
             parsed = load_schedule_config(config)

@@ -15,14 +15,8 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.serve import (
-    SCHEDULE_TAG,
-    ScheduleConfigError,
-    build_deployments,
-    load_schedule_config,
-    missing_local_paths,
-    prefect_server_environment,
-)
+from flows.schedule_config import ScheduleConfigError, load_schedule_config, missing_local_paths
+from flows.serve import SCHEDULE_TAG, build_deployments, prefect_server_environment
 from provenance import migrate
 from provenance.db import make_engine
 from provenance.settings import database_url
