@@ -9,7 +9,6 @@ runners produce the same shard bytes.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from prefect.futures import PrefectFuture
 
-from provenance.db import make_engine, session_factory
+from flows.bounded import submit_bounded
+from flows.sessions import transaction
+from provenance.empty_features import cover_empty_recordings
 from provenance.features import (
     CoveredRecording,
     artist_ids,
@@ -33,6 +33,7 @@ from provenance.features import (
     recording_tags,
     recordings_to_featurize,
 )
+from provenance.hashing import sha256_file
 from provenance.object_store import home_location
 from provenance.settings import fairchord_home
 from training.captions import ClapTagger
@@ -96,29 +97,25 @@ def plan_featurization(
 ) -> tuple[int, list[RecordingJob], list[str], list[int]]:
     """Create/find the feature set; list the jobs for recordings it lacks, and banned names."""
     config = MelConfig.from_dict(mel_config)
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            fs = get_or_create_feature_set(
-                session,
-                mel_config_hash=config.hash(),
-                mel_config=config.to_dict(),
-                root_uri=home_location(root),
+    with transaction(db_url) as session:
+        fs = get_or_create_feature_set(
+            session,
+            mel_config_hash=config.hash(),
+            mel_config=config.to_dict(),
+            root_uri=home_location(root),
+        )
+        jobs = [
+            RecordingJob(
+                recording_id=rec.id,
+                recording_sha256=rec.sha256,
+                uri=str(rec.object_uri),
+                artist_ids=tuple(artist_ids(session, rec.id)),
+                licence=concluded_licence(session, rec.id),
+                tags=tuple(recording_tags(session, rec.id)),
             )
-            jobs = [
-                RecordingJob(
-                    recording_id=rec.id,
-                    recording_sha256=rec.sha256,
-                    uri=str(rec.object_uri),
-                    artist_ids=tuple(artist_ids(session, rec.id)),
-                    licence=concluded_licence(session, rec.id),
-                    tags=tuple(recording_tags(session, rec.id)),
-                )
-                for rec in recordings_to_featurize(session, fs.id)
-            ]
-            return fs.id, jobs, banned_names(session), covered_recording_ids(session, fs.id)
-    finally:
-        engine.dispose()
+            for rec in recordings_to_featurize(session, fs.id)
+        ]
+        return fs.id, jobs, banned_names(session), covered_recording_ids(session, fs.id)
 
 
 _taggers: dict[str, ClapTagger] = {}
@@ -174,22 +171,18 @@ def record_feature_set(
 ) -> None:
     from provenance.models import FeatureSet
 
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            fs = session.get(FeatureSet, feature_set_id)
-            assert fs is not None
-            record_shards(
-                session,
-                fs,
-                shards=shards,
-                recordings=[CoveredRecording(r, n, s) for r, n, s in covered],
-                manifest_uri=manifest_uri,
-                manifest_sha256=manifest_sha256,
-                shard_uri_prefix=shard_uri_prefix,
-            )
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        fs = session.get(FeatureSet, feature_set_id)
+        assert fs is not None
+        record_shards(
+            session,
+            fs,
+            shards=shards,
+            recordings=[CoveredRecording(r, n, s) for r, n, s in covered],
+            manifest_uri=manifest_uri,
+            manifest_sha256=manifest_sha256,
+            shard_uri_prefix=shard_uri_prefix,
+        )
 
 
 @flow(name="featurize")
@@ -234,12 +227,10 @@ def featurize_flow(
         target_bytes=int(shard_mb * 2**20),
         first_index=_next_shard_index(root, manifest),
     ) as writer:
-        pending: list[PrefectFuture[RecordingFeatures | str]] = []
         done = 0
 
-        def collect(future: PrefectFuture[RecordingFeatures | str]) -> None:
+        def collect(result: RecordingFeatures | str) -> None:
             nonlocal segments_total, audio_seconds, done
-            result = future.result()
             done += 1
             if isinstance(result, str):
                 failures.append(result)
@@ -260,14 +251,14 @@ def featurize_flow(
             for cb in list(_progress_callbacks):
                 cb(done, len(jobs), audio_seconds)
 
-        # Keep a bounded window of futures in flight; collect strictly in submission
-        # (recording-id) order so shard contents do not depend on the runner.
-        for job in jobs:
-            pending.append(featurize_one.submit(job, names, config.to_dict(), hop_s, clap_path))
-            if len(pending) >= in_flight:
-                collect(pending.pop(0))
-        while pending:
-            collect(pending.pop(0))
+        # Collected strictly in submission (recording-id) order, so shard contents do not
+        # depend on the runner.
+        submit_bounded(
+            lambda job: featurize_one.submit(job, names, config.to_dict(), hop_s, clap_path),
+            jobs,
+            limit=in_flight,
+            on_result=collect,
+        )
     shards = writer.written
 
     shard_of = {rid: s.name for s in shards for rid in s.recording_ids}
@@ -277,7 +268,7 @@ def featurize_flow(
         manifest = add_shards_to_manifest(manifest, shards, per_recording)
         manifest_sha = write_manifest(root, manifest)
     else:
-        manifest_sha = hashlib.sha256(manifest_path(root).read_bytes()).hexdigest()
+        manifest_sha = sha256_file(manifest_path(root))
     if per_recording:
         record_feature_set(
             db_url,
@@ -350,19 +341,8 @@ def _record_empty_recordings(
     empty = [rid for rid, info in per_recording.items() if not info["shard"]]
     if not empty:
         return
-    from provenance.models import FeatureSetRecording
-
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine).begin() as session:
-            for rid in empty:
-                session.add(
-                    FeatureSetRecording(
-                        feature_set_id=feature_set_id, recording_id=rid, shard_id=None, segments=0
-                    )
-                )
-    finally:
-        engine.dispose()
+    with transaction(db_url) as session:
+        cover_empty_recordings(session, feature_set_id, empty)
 
 
 def dask_task_runner(n_workers: int = 2) -> Any:

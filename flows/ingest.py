@@ -21,11 +21,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from flows.bounded import submit_bounded
 from provenance.db import make_engine, session_factory
 from provenance.ingest import IngestOutcome
 from provenance.ingest_failures import mark_run_failed, record_or_quarantine
@@ -224,10 +224,9 @@ def ingest_source_flow(
         logger.info("removed %d temporary file(s) left by killed runs", len(removed))
 
     outcomes: list[IngestOutcome] = []
-    pending: list[PrefectFuture[PreparedItem]] = []
 
-    def collect(future: PrefectFuture[PreparedItem]) -> None:
-        outcome = record_item(db_url, source_id, run_id, future.result(), limit_values)
+    def collect(prepared: PreparedItem) -> None:
+        outcome = record_item(db_url, source_id, run_id, prepared, limit_values)
         outcomes.append(outcome)
         if outcome.status == "quarantined":
             logger.warning(
@@ -238,12 +237,12 @@ def ingest_source_flow(
 
     # A bounded window of submitted items; results are recorded in submission order.
     try:
-        for item in items:
-            pending.append(prepare_source_item.submit(item, store.root_uri, limit_values))
-            if len(pending) >= max(1, in_flight):
-                collect(pending.pop(0))
-        while pending:
-            collect(pending.pop(0))
+        submit_bounded(
+            lambda item: prepare_source_item.submit(item, store.root_uri, limit_values),
+            items,
+            limit=in_flight,
+            on_result=collect,
+        )
     except BaseException as exc:  # the run stops: it must not stay `running`
         mark_run_failed(sessions, run_id=run_id, outcomes=outcomes, error=exc)
         _dispose_engine(db_url)
