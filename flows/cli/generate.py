@@ -108,13 +108,10 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+        from generation.checkpoint_checks import CheckpointInvalid, TaintedCheckpoint
         from generation.index import GateUnavailable
-        from generation.pipeline import (
-            CheckpointInvalid,
-            GenerationRequest,
-            TaintedCheckpoint,
-            generate,
-        )
+        from generation.pipeline import generate
+        from generation.request import GenerationRequest
         from provenance.settings import fairchord_home
 
         init_wave = None

@@ -259,7 +259,8 @@ def test_a_snapshot_refuses_a_ledger_edited_behind_the_chain(engine: Engine) -> 
 
 def test_the_prompt_screen_refuses_an_alias_edited_behind_the_chain(engine: Engine) -> None:
     from generation.index import GateUnavailable
-    from generation.pipeline import GenerationRequest, generate
+    from generation.pipeline import generate
+    from generation.request import GenerationRequest
     from provenance.models import Checkpoint
 
     _world(engine)

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.train import record_checkpoint_step, uri_to_path
+from generation.checkpoint_checks import checkpoint_path
 from generation.index import VECTORS_FILE, build_index_for_run
-from generation.pipeline import checkpoint_path
 from provenance.audit.integrity import IntegrityReport, verify_everything
 from provenance.features import CoveredRecording, get_or_create_feature_set, record_shards
 from provenance.ingest_prepare import IngestLimits
