@@ -20,7 +20,6 @@ re-hashes the fingerprints against the sha256 the calibrated thresholds record.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from generation.fingerprint import FingerprintIndex
 from generation.melody import MelodyIndex
 from provenance.audit_log import append_event
 from provenance.chain_facts import thresholds_problem, thresholds_sha256
+from provenance.hashing import sha256_bytes, sha256_file
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
     FINGERPRINTS_FILE,
@@ -52,6 +52,10 @@ from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
 
 log = logging.getLogger(__name__)
+
+# The command that builds a run's gate index for the gate's embedder and calibrates it (the
+# CLI always calibrates with the outside-music cohort, which builds the index first).
+BUILD_INDEX_COMMAND = "fairchord gate calibrate"
 
 
 class GateUnavailable(RuntimeError):
@@ -91,14 +95,6 @@ class GateIndex:
 
 def gate_index_root(training_run_id: int) -> Path:
     return fairchord_home() / "runs" / str(training_run_id) / "gate-index"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -168,8 +164,8 @@ def build_index_for_run(
     }
     ids_bytes = json.dumps(ids_doc, sort_keys=True, separators=(",", ":")).encode()
     vec_bytes = faiss.serialize_index(index).tobytes()
-    vec_sha = hashlib.sha256(vec_bytes).hexdigest()
-    ids_sha = hashlib.sha256(ids_bytes).hexdigest()
+    vec_sha = sha256_bytes(vec_bytes)
+    ids_sha = sha256_bytes(ids_bytes)
     sha = combined_sha256(vec_sha, ids_sha)
 
     existing = session.execute(
@@ -251,7 +247,7 @@ def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> s
     """
     data = fingerprints.to_bytes()
     _write_atomic(location_path(row.uri) / FINGERPRINTS_FILE, data)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
@@ -259,14 +255,14 @@ def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
     records it in ``thresholds["artist_model"]["sha256"]``)."""
     data = model.to_bytes()
     _write_atomic(location_path(row.uri) / ARTIST_MODEL_FILE, data)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 def store_melody(row: EmbeddingIndex, data: bytes) -> str:
     """Write the snapshot's serialised melody index beside the vectors; returns its sha256
     (the caller records it in ``thresholds["melody"]["sha256"]``)."""
     _write_atomic(location_path(row.uri) / MELODY_FILE, data)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 def _verified_bytes(directory: Path, name: str, entry: Any, what: str) -> bytes | None:
@@ -281,7 +277,7 @@ def _verified_bytes(directory: Path, name: str, entry: Any, what: str) -> bytes 
         data = path.read_bytes()
     except OSError as exc:
         raise GateUnavailable(f"{what} at {path} is unreadable: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_bytes(data)
     if actual != entry["sha256"]:
         raise GateUnavailable(
             f"{what} at {path} is corrupt: sha256 {actual[:12]}, calibration recorded "
@@ -374,15 +370,15 @@ def load_index(
             raise GateUnavailable(
                 f"embedder {embedder_sha256[:12]} does not match the embedder of any gate "
                 f"index of run {run.id} ({', '.join(sorted({o[:12] for o in others}))}): "
-                "run `fairchord gate calibrate`"
+                f"`{BUILD_INDEX_COMMAND}` builds one for it"
             )
         raise GateUnavailable(
-            f"training run {run.id} has no gate index: run `fairchord gate calibrate`"
+            f"training run {run.id} has no gate index: `{BUILD_INDEX_COMMAND}` builds it"
         )
     directory = location_path(row.uri)
     try:
-        vec_sha = _sha256_file(directory / VECTORS_FILE)
-        ids_sha = _sha256_file(directory / IDS_FILE)
+        vec_sha = sha256_file(directory / VECTORS_FILE)
+        ids_sha = sha256_file(directory / IDS_FILE)
         meta = json.loads((directory / META_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise GateUnavailable(
@@ -426,7 +422,7 @@ def load_index(
     # able to switch the gate off.
     problem = thresholds_problem(session, row)
     if problem:
-        raise GateUnavailable(f"{problem}; recalibrate (`fairchord gate calibrate`)")
+        raise GateUnavailable(f"{problem}; recalibrate (`{BUILD_INDEX_COMMAND}`)")
     thresholds = dict(row.thresholds or {})
     fingerprints = _load_fingerprints(directory, thresholds)
     artist_model = _load_artist_model(directory, thresholds)
