@@ -34,8 +34,9 @@ def _rss_mb() -> float:
 def measure(name: str, *, steps: int, warmup: int, threads: int) -> dict[str, Any]:
     import torch
 
+    from training.synthetic_data import synthetic_segments
     from training.train_config import get_config
-    from training.train_loop import synthetic_segments, train
+    from training.train_loop import train
 
     if threads:
         torch.set_num_threads(threads)

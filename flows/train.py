@@ -170,8 +170,9 @@ def train_step(
         load_snapshot_segments,
         split_segments,
     )
+    from training.torchrun import write_spec
     from training.train_config import TrainConfig
-    from training.train_loop import RunInfo, SavedCheckpoint, train, write_spec
+    from training.train_loop import RunInfo, SavedCheckpoint, train
 
     run_id = int(snapshot["training_run_id"])
     out = run_dir(run_id)

@@ -44,8 +44,9 @@ from tests.provenance.audit.fixtures import build_recorded_run
 from training.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from training.diffusion.denoiser import Denoiser
 from training.mel import MelConfig, log_mel
+from training.synthetic_data import synthetic_segments
 from training.train_config import TrainConfig, get_config
-from training.train_loop import synthetic_segments, train
+from training.train_loop import train
 
 SR = 16_000
 PROMPT = "slow ambient pads, minor key, soft dynamics"

@@ -36,7 +36,7 @@ def test_two_ranks_agree_on_weights_after_training_steps(tmp_path: Path) -> None
             "--master-port",
             str(_free_port()),
             "-m",
-            "training.train_loop",
+            "training.torchrun",
             "--synthetic",
             "24",
             "--config",

@@ -25,8 +25,10 @@ from training.checkpoint import (
 )
 from training.diffusion.sampling import sample_mels
 from training.snapshot_data import SegmentData, split_by_recording
+from training.synthetic_data import synthetic_segments
 from training.train_config import TrainConfig, get_config
-from training.train_loop import DataOrder, RunInfo, lr_at, synthetic_segments, train
+from training.train_loop import RunInfo, train
+from training.train_state import DataOrder, lr_at
 
 INFO = RunInfo(
     mel_config={"n_mels": 64},
