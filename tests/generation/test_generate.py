@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from flows.cli import app
+from generation.checkpoint_checks import ClapMismatch
 from generation.index import GateUnavailable, build_index_for_run
-from generation.pipeline import ClapMismatch, GenerationRequest, generate
+from generation.pipeline import generate
+from generation.request import GenerationRequest
 from generation.variation import sample_variation
 from provenance.consent import ConsentSubject, record_consent
 from provenance.models import (
