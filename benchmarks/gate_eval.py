@@ -316,8 +316,9 @@ def main() -> None:
     from sqlalchemy import select
 
     from flows.cli.common import session_scope
-    from flows.cli.gate import load_gate_embedder, load_wave_16k, resolve_checkpoint
+    from flows.cli.gate import resolve_checkpoint
     from generation.gate import GateResult, SimilarityGate
+    from generation.gate_models import load_gate_embedder, load_wave_16k
     from generation.index import GateUnavailable, load_index
     from provenance.models import Credit, Recording, TrainingRunMember
 

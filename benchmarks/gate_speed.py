@@ -96,7 +96,7 @@ def clip_costs(
 ) -> tuple[float | None, float | None, int | None, dict[str, float]]:
     """Median embedding (the gate's MSD-musicnn; the demo CLAP as the peer it replaced),
     artist-model and fingerprint-match seconds for one 10 s clip, where available."""
-    from flows.cli.gate import load_wave_16k
+    from generation.gate_models import load_wave_16k
     from provenance.settings import fairchord_home
 
     home = fairchord_home()

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from flows.cli.gate import load_wave_16k
+    from generation.gate_models import load_wave_16k
     from training.musicnn.embedder import MusicnnEmbedder
     from training.musicnn.vgg import MusicnnVggEmbedder
 

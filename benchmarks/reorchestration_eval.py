@@ -192,8 +192,8 @@ def _silence_at_end(track: Any, channels: Iterable[int]) -> None:
 
 def render_original(reference: str, work: Path) -> np.ndarray:
     """The training member: the corpus's own render (cached), decoded as the gate decodes."""
-    from flows.cli.gate import load_wave_16k
     from flows.render_scores import ScoreRef, render_score
+    from generation.gate_models import load_wave_16k
 
     ref = ScoreRef.parse(reference)
     rendered = render_score(str(ref), work / "scores" / ref.wav_name())
@@ -206,8 +206,8 @@ def render_variant(reference: str, plain_midi: Path, variant: Variant, work: Pat
     The WAV is kept under ``work/variants`` with a sidecar holding everything it depends
     on (the corpus render key and the variant), and reused when the sidecar matches.
     """
-    from flows.cli.gate import load_wave_16k
     from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef, render_key, render_midi
+    from generation.gate_models import load_wave_16k
 
     ref = ScoreRef.parse(reference)
     slug = variant.name.replace(" ", "_").replace("%", "pct")
@@ -415,7 +415,7 @@ OUTSIDE_MUSIC = (
 
 def outside_excerpts(seconds: float) -> list[tuple[str, np.ndarray]]:
     """``seconds`` from the middle of every installed Wesnoth and HyperRogue track."""
-    from flows.cli.gate import load_wave_16k
+    from generation.gate_models import load_wave_16k
 
     out = []
     for folder in OUTSIDE_MUSIC:
@@ -612,8 +612,8 @@ def render_all(references: Sequence[str], work: Path) -> tuple[list[np.ndarray],
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from generation.fingerprint import MIN_THRESHOLD
     from flows.render_scores import MissingRenderToolError
+    from generation.fingerprint import MIN_THRESHOLD
 
     if not args.manifest.is_file():
         fail(f"manifest {args.manifest} does not exist", EXIT_BAD_INPUT)

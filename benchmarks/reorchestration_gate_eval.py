@@ -100,10 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from flows.cli.common import session_scope
-    from flows.cli.gate import load_gate_embedder, resolve_checkpoint
-    from generation.gate import SimilarityGate
-    from generation.index import GateUnavailable, load_index
+    from flows.cli.gate import resolve_checkpoint
     from flows.render_scores import MissingRenderToolError
+    from generation.gate import SimilarityGate
+    from generation.gate_models import load_gate_embedder
+    from generation.index import GateUnavailable, load_index
 
     with tempfile.TemporaryDirectory(prefix="fairchord-reorch-gate-") as tmp:
         work = args.work_dir or Path(tmp)

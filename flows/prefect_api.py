@@ -72,6 +72,28 @@ def _wait_healthy(process: subprocess.Popen[bytes], api_url: str, timeout_s: flo
     raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s")
 
 
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still holds before their server goes away."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:  # the log worker never started
+            pass
+        drained = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
+
+    run_coro_as_sync(drain())
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -116,6 +138,9 @@ def prefect_api() -> Iterator[str]:
         raise RuntimeError(f"no free port for a temporary Prefect server in {_PORT_ATTEMPTS} tries")
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            yield api_url
+            try:
+                yield api_url
+            finally:
+                _drain_prefect_workers()
     finally:
         _stop(process)

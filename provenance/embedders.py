@@ -74,3 +74,25 @@ def segment_embedding_files(session: Session) -> Iterator[tuple[str, str | None,
         newest[str(body["uri"])] = (f"embedder {entity_id}", str(body["sha256"]))
     for uri, (ref, sha256) in newest.items():
         yield ref, uri, sha256
+
+
+def record_gate_detector(
+    session: Session, *, sha256: str, uri: str, kind: str, config: dict[str, Any]
+) -> None:
+    """Record the gate's embedder, with the cohorts it is calibrated against, as an
+    ``Embedder`` row: what the gate itself learned from. A changed config is updated."""
+    row = session.execute(select(Embedder).where(Embedder.sha256 == sha256)).scalar_one_or_none()
+    if row is not None:
+        if row.config != config:
+            row.config = config
+        return
+    row = Embedder(sha256=sha256, uri=uri, kind=kind, config=config)
+    session.add(row)
+    session.flush()
+    append_event(
+        session,
+        "embedder.recorded",
+        entity="embedder",
+        entity_id=row.id,
+        payload={"sha256": sha256, "kind": kind, "role": "similarity_gate"},
+    )

@@ -276,6 +276,18 @@ def run_members(session: Session, training_run_id: int) -> list[TrainingRunMembe
     )
 
 
+def member_recordings(session: Session, training_run_id: int) -> list[Recording]:
+    """The snapshot's recordings, by recording id."""
+    return list(
+        session.execute(
+            select(Recording)
+            .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
+            .where(TrainingRunMember.training_run_id == training_run_id)
+            .order_by(Recording.id)
+        ).scalars()
+    )
+
+
 def member_sha256s(session: Session, training_run_id: int) -> dict[int, str]:
     """The snapshot as the data loader needs it: recording id → sha256."""
     return {m.recording_id: m.sha256 for m in run_members(session, training_run_id)}

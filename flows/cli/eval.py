@@ -121,8 +121,9 @@ def register(app: typer.Typer) -> None:
         missing. Writes eval-CHECKPOINT.json into the run folder."""
         from rich.progress import Progress
 
-        from flows.cli.gate import load_embedder, resolve_checkpoint
+        from flows.cli.gate import resolve_checkpoint
         from flows.train import run_dir, uri_to_path
+        from generation.gate_models import load_clap_embedder
         from generation.index import GateUnavailable
         from generation.vocoder import GriffinLimVocoder
         from provenance.models import Recording, TrainingRunMember
@@ -153,7 +154,7 @@ def register(app: typer.Typer) -> None:
             fail(f"training run {run_id} has no {spec_path}", EXIT_BAD_INPUT)
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
         try:
-            embedder = load_embedder(clap)
+            embedder = load_clap_embedder(clap)
         except GateUnavailable as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         denoiser, meta = load_checkpoint(path)

@@ -32,14 +32,8 @@ from typing import Any
 import typer
 
 from flows.cli.common import EXIT_BAD_INPUT, console, err_console, fail, print_json, session_scope
-from flows.cli.gate import (
-    EXIT_BLOCKED,
-    EXIT_GATE_UNAVAILABLE,
-    load_embedder,
-    load_gate_embedder,
-    load_wave_16k,
-    resolve_checkpoint,
-)
+from flows.cli.gate import EXIT_BLOCKED, EXIT_GATE_UNAVAILABLE, resolve_checkpoint
+from generation.gate_models import load_clap_embedder, load_gate_embedder, load_wave_16k
 from provenance.hashing import sha256_file
 
 EXIT_PROMPT_BLOCKED = 7
@@ -165,7 +159,7 @@ def register(app: typer.Typer) -> None:
                         session,
                         request,
                         checkpoint=ckpt,
-                        load_embedder=lambda: load_embedder(clap),
+                        load_embedder=lambda: load_clap_embedder(clap),
                         load_gate_embedder=load_gate_embedder,
                         on_step=lambda: bar.advance(task),
                     )

@@ -229,7 +229,7 @@ class GenerateCli:
             self.loads.append(chosen)
             return chosen
 
-        self.monkeypatch.setattr("flows.cli.generate.load_embedder", load)
+        self.monkeypatch.setattr("flows.cli.generate.load_clap_embedder", load)
         # The stand-in is also the gate's embedder here (the world's index is built with it).
         self.monkeypatch.setattr("flows.cli.generate.load_gate_embedder", lambda: chosen)
         self.session.commit()  # end the test's read transaction: SQLite would stay locked
@@ -621,13 +621,13 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
         sf.write(rec.object_uri, melody(i + 1), 16_000, format="WAV")
     session.commit()
     monkeypatch.setenv(DB_URL_ENV, db_url)
-    monkeypatch.setattr("flows.cli.gate.load_gate_embedder", lambda: world.embedder)
+    monkeypatch.setattr("generation.gate_models.load_gate_embedder", lambda: world.embedder)
     cohort = stand_in_cohort(world.embedder, tmp_path / "cohort.npz")
-    monkeypatch.setattr("flows.cli.gate.load_gate_cohort", lambda _sha: cohort)
+    monkeypatch.setattr("generation.gate_models.load_gate_cohort", lambda _sha: cohort)
     from tests.generation.test_calibrate_melody import melody_cohort
 
     tunes = melody_cohort(tmp_path / "melody_cohort.npz", range(100, 106))
-    monkeypatch.setattr("flows.cli.gate.load_gate_melody_cohort", lambda: tunes)
+    monkeypatch.setattr("generation.gate_models.load_gate_melody_cohort", lambda: tunes)
     checkpoint = ["--checkpoint", str(world.checkpoint_id)]
     result = CliRunner().invoke(
         app, ["gate", "calibrate", *checkpoint, "--clip-seconds", "10", "--json"]
