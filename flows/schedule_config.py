@@ -39,13 +39,13 @@ from typing import Any, NoReturn
 
 from flows.schedule_jobs import AuditJob, ConsentSyncJob, IngestJob, ScheduleSpec, ServeConfig
 from provenance.ingest_prepare import IngestLimits
+from provenance.models.rights import CONSENT_PURPOSES
 from provenance.settings import HOME_ENV, fairchord_home
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _VARIABLE = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
-_CONSENT_PURPOSES = ("any", "training", "commercial_training", "style_imitation")
 _LIMIT_TYPES: dict[str, tuple[type, ...]] = {
     "max_duration_s": (int, float),
     "min_duration_s": (int, float),
@@ -227,8 +227,8 @@ def _consent_sync_job(table: _Table, base: Path) -> ConsentSyncJob:
             table.error(f"files[{i}]", f"must be a path string, got {_kind(f)} {f!r}")
         expanded.append(_expand(table, f"files[{i}]", f, base))
     purpose = table.get("purpose", (str,), "training")
-    if purpose not in _CONSENT_PURPOSES:
-        table.error("purpose", f"{purpose!r} is not one of {', '.join(_CONSENT_PURPOSES)}")
+    if purpose not in CONSENT_PURPOSES:
+        table.error("purpose", f"{purpose!r} is not one of {', '.join(CONSENT_PURPOSES)}")
     origin = table.get("origin", (str,))
     if origin is not None and not re.match(r"^https?://[^/]+/?$", origin):
         table.error("origin", f"{origin!r} is not a site origin like https://example.org")

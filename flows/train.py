@@ -18,7 +18,7 @@
 
 Tasks pass ids, paths and plain dicts; each opens its own short session.
 ``runs/<id>/spec.json`` describes the run for ``torchrun -m
-training.train_loop --spec`` (multi-GPU; see :mod:`training.train_loop`).
+training.torchrun --spec`` (multi-GPU; see :mod:`training.torchrun`).
 """
 
 from __future__ import annotations
