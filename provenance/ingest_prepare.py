@@ -26,6 +26,7 @@ from provenance.audio_probe import (
     AudioProbeError,
     probe_audio,
 )
+from provenance.dataclass_dicts import checked_fields
 from provenance.hashing import sha256_stream
 from provenance.ingest_checks import judge_header
 from provenance.ingest_reads import Refused as _Refused
@@ -78,14 +79,7 @@ class IngestLimits:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> IngestLimits:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(values)
-        if "containers" in values:
-            values["containers"] = tuple(values["containers"])
-        return cls(**values)
+        return cls(**checked_fields(cls, values, what="limit", tuples=("containers",)))
 
 
 DEFAULT_LIMITS = IngestLimits()

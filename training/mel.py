@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from provenance.dataclass_dicts import checked_fields
+
 MEL_CONFIG_VERSION = 1
 
 
@@ -65,15 +67,7 @@ class MelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MelConfig:
-        data = dict(data)
-        version = data.pop("version", MEL_CONFIG_VERSION)
-        if version != MEL_CONFIG_VERSION:
-            raise ValueError(f"mel config version {version}; this code reads {MEL_CONFIG_VERSION}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown mel config keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data, what="mel config", version=MEL_CONFIG_VERSION))
 
     def canonical_json(self) -> str:
         # Floats are written as floats (0.0, not 0) so an int/float spelling

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from provenance.dataclass_dicts import checked_fields
 from training.diffusion.unet import UNetConfig
 
 CONFIG_VERSION = 1
@@ -108,16 +109,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        values = dict(data)
-        version = values.pop("version", CONFIG_VERSION)
-        if version != CONFIG_VERSION:
-            raise ValueError(f"train config version {version}; this code reads {CONFIG_VERSION}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown train config keys {unknown}; expected some of {sorted(known)}"
-            )
+        values = checked_fields(cls, data, what="train config", version=CONFIG_VERSION)
         if isinstance(values.get("unet"), dict):
             values["unet"] = UNetConfig.from_dict(values["unet"])
         return cls(**values)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from provenance.dataclass_dicts import checked_fields
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -70,17 +72,8 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown UNet config keys {unknown}; expected some of {sorted(known)}"
-            )
-        values = dict(data)
-        for key in ("channel_mult", "attention_levels"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        tuples = ("channel_mult", "attention_levels")
+        return cls(**checked_fields(cls, data, what="UNet config", tuples=tuples))
 
 
 class FourierFeatures(nn.Module):
