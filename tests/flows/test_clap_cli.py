@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -23,44 +22,13 @@ from provenance import migrate
 from provenance.audit.integrity import verify_everything
 from provenance.db import make_engine, session_factory
 from provenance.hashing import sha256_file
-from provenance.licences import record_licence
-from provenance.models import AuditEvent, Embedder, Recording
-from provenance.object_store import default_object_store, location_path
-from provenance.parties import add_credit, get_or_create_party
+from provenance.models import AuditEvent, Embedder
+from provenance.object_store import location_path
+from tests.common.corpus import seed_tone_corpus
 from training.clap_embedder import default_clap_path
 from training.clap_eval import DEFAULT_TRANSFORMS
 from training.segment_embeddings import EMBEDDING_DIM, embedding_matrix, read_embeddings
 from training.shards import open_datasets
-
-# (title, artist, licence, tone Hz): 6 s each, one segment each.
-CORPUS = [
-    ("a", "Ada Tone", "CC-BY-4.0", 220.0),
-    ("b", "Ada Tone", "CC0-1.0", 330.0),
-    ("c", "Ben Drone", "CC-BY-SA-4.0", 1320.0),
-    ("d", "Ben Drone", "CC-BY-NC-4.0", 1760.0),  # non-commercial: not trained on
-]
-
-
-def seed_corpus(url: str, folder: Path) -> dict[str, int]:
-    ids = {}
-    store = default_object_store()
-    rate = 22_050
-    t = np.arange(6 * rate) / rate
-    with session_factory(make_engine(url)).begin() as session:
-        for title, artist, licence, freq in CORPUS:
-            rng = np.random.default_rng(int(freq))
-            wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
-            path = folder / f"{title}.wav"
-            sf.write(path, wave.astype(np.float32), rate)
-            sha, uri = store.put_file(str(path))
-            rec = Recording(sha256=sha, size_bytes=path.stat().st_size, title=title, object_uri=uri)
-            session.add(rec)
-            session.flush()
-            party = get_or_create_party(session, artist)
-            add_credit(session, recording_id=rec.id, party_id=party.id)
-            record_licence(session, recording_id=rec.id, declared=licence, asserted_by="test")
-            ids[title] = rec.id
-    return ids
 
 
 @pytest.fixture
@@ -72,7 +40,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[CliRunner, str
     monkeypatch.setenv("FAIRCHORD_DB_URL", url)
     folder = tmp_path / "audio"
     folder.mkdir()
-    return CliRunner(), url, seed_corpus(url, folder)
+    return CliRunner(), url, seed_tone_corpus(url, folder)
 
 
 def invoke_json(runner: CliRunner, *args: str) -> dict:
