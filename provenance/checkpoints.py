@@ -1,4 +1,4 @@
-"""Checkpoint rows: recording one as it is written, the newest one, and the run a resume continues.
+"""Checkpoint rows: recording one as it is written, finding one, and the run a resume continues.
 
 Plain functions: the caller owns the session and its transaction (they flush, never commit).
 """
@@ -16,6 +16,10 @@ from provenance.object_store import home_location
 
 # A run in one of these states has not finished, so `fairchord train --resume` may continue it.
 RESUMABLE_STATUSES = ("snapshotted", "training", "failed", "interrupted")
+
+
+class CheckpointNotFound(LookupError):
+    """The checkpoint id given does not exist, or no checkpoint was recorded yet."""
 
 
 def record_checkpoint(
@@ -64,6 +68,20 @@ def newest_checkpoint(session: Session) -> Checkpoint | None:
     return session.execute(
         select(Checkpoint).order_by(Checkpoint.is_final.desc(), Checkpoint.id.desc()).limit(1)
     ).scalar_one_or_none()
+
+
+def checkpoint_or_newest(session: Session, checkpoint_id: int | None) -> Checkpoint:
+    """The checkpoint ``checkpoint_id``, or when None the :func:`newest_checkpoint`;
+    raises :class:`CheckpointNotFound` naming what is missing."""
+    if checkpoint_id is not None:
+        ckpt = session.get(Checkpoint, checkpoint_id)
+        if ckpt is None:
+            raise CheckpointNotFound(f"checkpoint {checkpoint_id} does not exist")
+        return ckpt
+    newest = newest_checkpoint(session)
+    if newest is None:
+        raise CheckpointNotFound("no checkpoints yet: train a model first (`fairchord train`)")
+    return newest
 
 
 def latest_resumable_run(

@@ -24,19 +24,14 @@ EXIT_GATE_UNAVAILABLE = 6
 
 
 def resolve_checkpoint(session: Session, checkpoint_id: int | None) -> Checkpoint:
-    """The given checkpoint, else the newest final one, else the newest one."""
-    from provenance.checkpoints import newest_checkpoint
-    from provenance.models import Checkpoint
+    """The given checkpoint, else the newest final one, else the newest one; exits 2
+    naming what is missing."""
+    from provenance.checkpoints import CheckpointNotFound, checkpoint_or_newest
 
-    if checkpoint_id is not None:
-        ckpt = session.get(Checkpoint, checkpoint_id)
-        if ckpt is None:
-            fail(f"checkpoint {checkpoint_id} does not exist", EXIT_BAD_INPUT)
-        return ckpt
-    ckpt = newest_checkpoint(session)
-    if ckpt is None:
-        fail("no checkpoints yet: train a model first (`fairchord train`)", EXIT_BAD_INPUT)
-    return ckpt
+    try:
+        return checkpoint_or_newest(session, checkpoint_id)
+    except CheckpointNotFound as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
 
 
 def register(app: typer.Typer) -> None:
