@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from generation.gate_models import load_clap_embedder
         from generation.index import GateUnavailable
         from generation.vocoder import GriffinLimVocoder
-        from provenance.models import Recording, TrainingRunMember
+        from provenance.snapshot import member_recordings
         from training.checkpoint import load_checkpoint
         from training.evaluate import evaluate
 
@@ -138,16 +138,10 @@ def register(app: typer.Typer) -> None:
             ckpt = resolve_checkpoint(session, checkpoint)
             ckpt_id, run_id, sha = ckpt.id, ckpt.training_run_id, ckpt.sha256
             path = uri_to_path(ckpt.uri)
-            from sqlalchemy import select
-
             uris: dict[int, str] = {
-                rid: uri
-                for rid, uri in session.execute(
-                    select(Recording.id, Recording.object_uri)
-                    .join(TrainingRunMember, TrainingRunMember.recording_id == Recording.id)
-                    .where(TrainingRunMember.training_run_id == run_id)
-                )
-                if uri
+                rec.id: rec.object_uri
+                for rec in member_recordings(session, run_id)
+                if rec.object_uri
             }
         spec_path = run_dir(run_id) / "spec.json"
         if not spec_path.is_file():
