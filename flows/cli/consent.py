@@ -149,27 +149,10 @@ def import_file(
 @consent_app.command("list")
 def list_events(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List every consent event, oldest effective first."""
-    from sqlalchemy import select
-
-    from provenance.consent import describe_subject, event_subject
-    from provenance.models import ConsentEvent
+    from provenance.consent_ledger import consent_ledger
 
     with session_scope() as session:
-        rows: list[dict[str, Any]] = [
-            {
-                "id": e.id,
-                "subject": describe_subject(session, event_subject(e)),
-                "action": e.action,
-                "purpose": e.purpose,
-                "effective_at": e.effective_at.isoformat(),
-                "recorded_at": e.recorded_at.isoformat(),
-                "origin": e.origin,
-                "evidence": e.evidence,
-            }
-            for e in session.execute(
-                select(ConsentEvent).order_by(ConsentEvent.effective_at, ConsentEvent.id)
-            ).scalars()
-        ]
+        rows: list[dict[str, Any]] = [entry.to_dict() for entry in consent_ledger(session)]
     if as_json:
         print_json(rows)
         return
