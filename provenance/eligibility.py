@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from provenance.consent import ConsentSubject, current_consent
 from provenance.licences import NOASSERTION, current_licence, parse_concluded
 from provenance.models import Recording, utcnow
-from provenance.parties import recording_artist_ids
+from provenance.parties import artist_names_by_recording, recording_artist_ids
 from provenance.policies import Policy
 
 
@@ -50,6 +50,32 @@ class Eligibility:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class EligibilityRow:
+    """One line of the eligibility table: a verdict with the recording's sha256, title and
+    artist names."""
+
+    verdict: Eligibility
+    sha256: str
+    title: str | None
+    artists: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recording's facts, its licence and consent, and the decision with reasons."""
+        v = self.verdict
+        return {
+            "recording_id": v.recording_id,
+            "sha256": self.sha256,
+            "title": self.title,
+            "artists": self.artists,
+            "licence": v.concluded_licence,
+            "consent": v.consent_state,
+            "eligible": v.eligible,
+            "decision": "include" if v.eligible else "exclude",
+            "reasons": v.reasons,
+        }
 
 
 def licence_reasons(concluded: str, policy: Policy) -> list[str]:
@@ -127,6 +153,29 @@ def eligibility_table(
     if not include_quarantined:
         query = query.where(Recording.status == "accepted")
     return [eligibility(session, rid, policy, at) for rid in session.execute(query).scalars()]
+
+
+def eligibility_rows(
+    session: Session, policy: Policy, at: dt.datetime | None = None
+) -> list[EligibilityRow]:
+    """:func:`eligibility_table` (accepted recordings, by id) with each recording's facts."""
+    verdicts = eligibility_table(session, policy, at)
+    artists = artist_names_by_recording(session)
+    recordings = {
+        r.id: r
+        for r in session.execute(
+            select(Recording).where(Recording.id.in_([v.recording_id for v in verdicts]))
+        ).scalars()
+    }
+    return [
+        EligibilityRow(
+            verdict=v,
+            sha256=recordings[v.recording_id].sha256,
+            title=recordings[v.recording_id].title,
+            artists=artists.get(v.recording_id, []),
+        )
+        for v in verdicts
+    ]
 
 
 def eligible_recordings(

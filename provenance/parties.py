@@ -229,6 +229,20 @@ def party_names(session: Session) -> dict[int, list[str]]:
     return names
 
 
+def artist_names_by_recording(session: Session) -> dict[int, list[str]]:
+    """Recording id → the names of the parties credited as ``artist`` on it, sorted;
+    a recording without an artist credit is absent."""
+    names: dict[int, list[str]] = {}
+    for recording_id, name in session.execute(
+        select(Credit.recording_id, Party.name)
+        .join(Party, Party.id == Credit.party_id)
+        .where(Credit.role == "artist")
+        .order_by(Credit.recording_id, Party.name)
+    ):
+        names.setdefault(recording_id, []).append(name)
+    return names
+
+
 def recording_party_ids(session: Session, recording_id: int) -> list[int]:
     """Ids of every party credited on ``recording_id`` in any role, ascending."""
     return sorted(

@@ -67,11 +67,8 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The eligibility table: every accepted recording with its verdict and reasons."""
-    from sqlalchemy import select
-
     from provenance.consent_terms import parse_effective_at
-    from provenance.eligibility import eligibility_table
-    from provenance.models import Credit, Party, Recording
+    from provenance.eligibility import eligibility_rows
 
     policy = _load(policy_name)
     when = None
@@ -81,34 +78,8 @@ def check(
         except ValueError:
             fail(f"bad --at {at!r}: expected ISO 8601", EXIT_BAD_INPUT)
     with session_scope() as session:
-        verdicts = eligibility_table(session, policy, when)
-        artists: dict[int, list[str]] = {}
-        for rid, name in session.execute(
-            select(Credit.recording_id, Party.name)
-            .join(Party, Party.id == Credit.party_id)
-            .where(Credit.role == "artist")
-            .order_by(Credit.recording_id, Party.name)
-        ):
-            artists.setdefault(rid, []).append(name)
-        facts = {
-            r.id: r
-            for r in session.execute(
-                select(Recording).where(Recording.id.in_([v.recording_id for v in verdicts]))
-            ).scalars()
-        }
         rows: list[dict[str, Any]] = [
-            {
-                "recording_id": v.recording_id,
-                "sha256": facts[v.recording_id].sha256,
-                "title": facts[v.recording_id].title,
-                "artists": artists.get(v.recording_id, []),
-                "licence": v.concluded_licence,
-                "consent": v.consent_state,
-                "eligible": v.eligible,
-                "decision": "include" if v.eligible else "exclude",
-                "reasons": v.reasons,
-            }
-            for v in verdicts
+            row.to_dict() for row in eligibility_rows(session, policy, when)
         ]
     if as_json:
         print_json({"policy": policy.name, "version": policy.version, "recordings": rows})
