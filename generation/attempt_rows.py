@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from generation.prompt_screen import ScreenResult, record_screen_decision
 from generation.request import GenerationRequest
+from provenance.generations import record_generation
 from provenance.models import Checkpoint, Generation
 
 
@@ -22,7 +23,8 @@ def generation_row(
     seconds: float | None = None,
 ) -> Generation:
     """One ``generations`` row of this request (its params joined by the request's own)."""
-    row = Generation(
+    return record_generation(
+        session,
         checkpoint_id=ckpt.id,
         prompt=request.prompt,
         seed=seed,
@@ -39,9 +41,6 @@ def generation_row(
             **params,
         },
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def record_stopped(

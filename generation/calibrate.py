@@ -34,6 +34,7 @@ from generation.index import (
 )
 from generation.melody_cohort import MelodyCohort
 from generation.search import choose_search
+from provenance.gate_indexes import gate_index_by_id
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def calibrate_run(
         outside_windows=cohort.part("calibration") if cohort is not None else (),
         detectors=detectors,
     )
-    row = session.get(EmbeddingIndex, index.row_id)
+    assert index.row_id is not None
+    row = gate_index_by_id(session, index.row_id)
     assert row is not None
     fp_sha = store_fingerprints(row, fingerprints)
     thresholds = dict(report.thresholds)

@@ -29,14 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from generation.artist_model import ArtistModel
 from generation.fingerprint import FingerprintIndex
 from generation.melody import MelodyIndex
-from provenance.audit_log import append_event
-from provenance.chain_facts import thresholds_problem, thresholds_sha256
+from provenance.chain_facts import thresholds_problem
+from provenance.gate_indexes import (
+    gate_index_by_sha256,
+    gate_index_embedders,
+    newest_gate_index,
+    record_gate_index,
+    record_thresholds,
+)
 from provenance.hashing import sha256_bytes, sha256_file
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
@@ -50,6 +55,7 @@ from provenance.index_files import (
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
+from provenance.training_runs import checkpoint_by_id, run_by_id, run_of_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +139,7 @@ def build_index_for_run(
     """
     import faiss
 
-    run = session.get(TrainingRun, training_run_id)
+    run = run_by_id(session, training_run_id)
     if run is None:
         raise ValueError(f"training run {training_run_id} does not exist")
     emb = np.asarray(embeddings)
@@ -168,9 +174,7 @@ def build_index_for_run(
     ids_sha = sha256_bytes(ids_bytes)
     sha = combined_sha256(vec_sha, ids_sha)
 
-    existing = session.execute(
-        select(EmbeddingIndex).where(EmbeddingIndex.sha256 == sha)
-    ).scalar_one_or_none()
+    existing = gate_index_by_sha256(session, sha)
     if existing is not None:
         return existing
 
@@ -190,53 +194,27 @@ def build_index_for_run(
     }
     _write_atomic(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
 
-    row = EmbeddingIndex(
+    row = record_gate_index(
+        session,
         training_run_id=training_run_id,
         embedder_sha256=embedder_sha256,
         sha256=sha,
         uri=home_location(directory),
         vectors=n,
-        thresholds=thresholds or None,
-    )
-    session.add(row)
-    session.flush()
-    append_event(
-        session,
-        "gate_index.built",
-        entity="embedding_index",
-        entity_id=row.id,
-        payload={
-            "training_run_id": training_run_id,
-            "sha256": sha,
-            "embedder_sha256": embedder_sha256,
-            "snapshot_digest": snapshot_digest,
-            "vectors": n,
-            "thresholds_sha256": thresholds_sha256(row.thresholds),
-        },
+        snapshot_digest=snapshot_digest,
+        thresholds=thresholds,
     )
     log.info("gate index %s for run %d: %d vectors", sha[:12], training_run_id, n)
     return row
 
 
 def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str, Any]) -> None:
-    """Record calibrated thresholds on the row and in meta.json (index sha256 unchanged)."""
-    row.thresholds = dict(thresholds)
+    """Record calibrated thresholds in meta.json and on the row (index sha256 unchanged)."""
     meta_path = location_path(row.uri) / META_FILE
     meta = json.loads(meta_path.read_text())
     meta["thresholds"] = dict(thresholds)
     _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
-    session.flush()
-    append_event(
-        session,
-        "gate_index.calibrated",
-        entity="embedding_index",
-        entity_id=row.id,
-        payload={
-            "sha256": row.sha256,
-            "thresholds": dict(thresholds),
-            "thresholds_sha256": thresholds_sha256(row.thresholds),
-        },
-    )
+    record_thresholds(session, row, thresholds)
 
 
 def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> str:
@@ -324,12 +302,12 @@ def resolve_run(session: Session, checkpoint_or_run: Checkpoint | TrainingRun | 
     if isinstance(checkpoint_or_run, TrainingRun):
         return checkpoint_or_run
     if isinstance(checkpoint_or_run, Checkpoint):
-        run = session.get(TrainingRun, checkpoint_or_run.training_run_id)
+        run = run_of_checkpoint(session, checkpoint_or_run)
     else:
-        ckpt = session.get(Checkpoint, int(checkpoint_or_run))
+        ckpt = checkpoint_by_id(session, int(checkpoint_or_run))
         if ckpt is None:
             raise GateUnavailable(f"checkpoint {checkpoint_or_run} does not exist")
-        run = session.get(TrainingRun, ckpt.training_run_id)
+        run = run_of_checkpoint(session, ckpt)
     if run is None:
         raise GateUnavailable(f"training run for {checkpoint_or_run!r} does not exist")
     return run
@@ -351,21 +329,10 @@ def load_index(
     import faiss
 
     run = resolve_run(session, checkpoint_or_run)
-    query = select(EmbeddingIndex).where(EmbeddingIndex.training_run_id == run.id)
-    if embedder_sha256 is not None:
-        # A run can have an index per embedder (e.g. the CLAP segments and the gate's).
-        query = query.where(EmbeddingIndex.embedder_sha256 == embedder_sha256)
-    row = session.execute(query.order_by(EmbeddingIndex.id.desc()).limit(1)).scalar_one_or_none()
+    # A run can have an index per embedder (e.g. the CLAP segments and the gate's).
+    row = newest_gate_index(session, run.id, embedder_sha256=embedder_sha256)
     if row is None:
-        others = (
-            session.execute(
-                select(EmbeddingIndex.embedder_sha256).where(
-                    EmbeddingIndex.training_run_id == run.id
-                )
-            )
-            .scalars()
-            .all()
-        )
+        others = gate_index_embedders(session, run.id)
         if embedder_sha256 is not None and others:
             raise GateUnavailable(
                 f"embedder {embedder_sha256[:12]} does not match the embedder of any gate "

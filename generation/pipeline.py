@@ -62,8 +62,10 @@ from generation.vocoder import GriffinLimVocoder, Vocoder
 from provenance.audit.coverage import SCREEN_TABLES, LedgerTampered, require_covered
 from provenance.audit.taint import run_taint
 from provenance.audit_log import append_event, chain_head
+from provenance.generations import record_output
 from provenance.hashing import sha256_bytes
 from provenance.models import Checkpoint, TrainingRun
+from provenance.training_runs import run_of_checkpoint
 from training.checkpoint import CheckpointMeta
 from training.diffusion.denoiser import Denoiser
 from training.mel import MelConfig
@@ -315,15 +317,15 @@ def _record_and_write(
                 audit_head=chain_head(session).to_dict(),
             )
             assert clip.audio_path is not None
-            row.output_uri = clip.audio_path.resolve().as_uri()
-            row.output_sha256 = clip.output_sha256
+            record_output(
+                session, row, uri=clip.audio_path.resolve().as_uri(), sha256=clip.output_sha256
+            )
         else:
             log.info(
                 "clip %d (seed %d) blocked: %s", item.index, item.seed, "; ".join(result.reasons)
             )
         outcome.clips.append(clip)
         outcome.generation_ids.append(row.id)
-    session.flush()
     outcome.status = "blocked_gate" if outcome.blocked else "allowed"
 
 
@@ -367,7 +369,7 @@ def generate(
         log.info("prompt blocked: %s", "; ".join(screened.reasons))
         return outcome
 
-    run = session.get(TrainingRun, ckpt.training_run_id)
+    run = run_of_checkpoint(session, ckpt)
     if run is None:
         raise CheckpointInvalid(
             f"checkpoint {ckpt.id}: training run {ckpt.training_run_id} is gone"

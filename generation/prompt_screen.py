@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from generation.ordinary_words import ENGLISH_ZIPF, OTHER_LANGUAGES, OTHER_ZIPF
@@ -52,9 +51,9 @@ from generation.string_distance import (
     tokenwise_distance,
 )
 from generation.text_folding import fold
-from provenance.audit_log import append_event
-from provenance.consent import ConsentSubject, covering_purposes, current_consent
-from provenance.models import ConsentEvent, GateDecision, Party, PartyAlias, utcnow
+from provenance.gate_decisions import record_decision
+from provenance.models import GateDecision, utcnow
+from provenance.screen_parties import parties_with_aliases, style_opt_outs
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +62,9 @@ __all__ = [
     "PromptScreen",
     "ScreenResult",
     "record_screen_decision",
-    "style_opt_outs",
 ]
 
 STAGE = "prompt_screen"
-STYLE_PURPOSE = "style_imitation"
 RULES_VERSION = 2
 
 MAX_PROMPT_CHARS = 4000
@@ -133,23 +130,17 @@ class PromptScreen:
         at = at or utcnow()
         if at.tzinfo is None:
             raise ValueError(f"at {at.isoformat()} is naive; give a timezone-aware UTC time")
-        aliases: dict[int, list[str]] = defaultdict(list)
-        for party_id, alias in session.execute(
-            select(PartyAlias.party_id, PartyAlias.alias).order_by(PartyAlias.id)
-        ):
-            aliases[party_id].append(alias)
+        named = parties_with_aliases(session)
         opted_out = style_opt_outs(session, at=at)
         parties = [
             ScreenedParty(
-                party_id=party_id,
-                name=name,
-                kind=kind,
-                aliases=tuple(aliases.get(party_id, ())),
-                style_opt_out_event_id=opted_out.get(party_id),
+                party_id=party.party_id,
+                name=party.name,
+                kind=party.kind,
+                aliases=party.aliases,
+                style_opt_out_event_id=opted_out.get(party.party_id),
             )
-            for party_id, name, kind in session.execute(
-                select(Party.id, Party.name, Party.kind).order_by(Party.id)
-            )
+            for party in named
         ]
         screen = cls(parties)
         log.info(
@@ -323,57 +314,25 @@ class PromptScreen:
             best[entry.party.party_id] = hit
 
 
-def style_opt_outs(session: Session, *, at: dt.datetime) -> dict[int, int]:
-    """Party id → deciding consent event id, for parties opted out of style imitation at ``at``."""
-    candidates = session.execute(
-        select(ConsentEvent.party_id)
-        .where(
-            ConsentEvent.party_id.is_not(None),
-            ConsentEvent.purpose.in_(covering_purposes(STYLE_PURPOSE)),
-            ConsentEvent.effective_at <= at,
-        )
-        .distinct()
-    ).scalars()
-    opted_out: dict[int, int] = {}
-    for party_id in sorted(p for p in candidates if p is not None):
-        state = current_consent(session, ConsentSubject("party", party_id), STYLE_PURPOSE, at=at)
-        if state.state == "opted_out" and state.event_id is not None:
-            opted_out[party_id] = state.event_id
-    return opted_out
-
-
 def record_screen_decision(
     session: Session, generation_id: int | None, result: ScreenResult
 ) -> GateDecision:
     """Append one prompt-screen decision (allow or block) with its matches + an audit event."""
-    if result.verdict not in ("allow", "block"):
-        raise ValueError(f"verdict {result.verdict!r} is not one of allow, block")
-    row = GateDecision(
+    return record_decision(
+        session,
         generation_id=generation_id,
         stage=STAGE,
         verdict=result.verdict,
-        reasons=list(result.reasons),
+        reasons=result.reasons,
         scores={
             "matches": [dict(m) for m in result.matches],
             "prompt_sha256": result.prompt_sha256,
         },
         nearest=[],
-        thresholds=dict(result.rules),
-    )
-    session.add(row)
-    session.flush()
-    append_event(
-        session,
-        "gate.decided",
-        entity="gate_decision",
-        entity_id=row.id,
-        payload={
-            "generation_id": generation_id,
-            "stage": STAGE,
-            "verdict": result.verdict,
+        thresholds=result.rules,
+        event={
             "party_ids": [m["party_id"] for m in result.matches],
             "methods": [m["method"] for m in result.matches],
             "prompt_sha256": result.prompt_sha256,
         },
     )
-    return row
