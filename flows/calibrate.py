@@ -32,20 +32,12 @@ class Member:
 @task(cache_policy=NO_CACHE)
 def snapshot_task(db_url: str | None, checkpoint_id: int | None) -> tuple[int, list[Member]]:
     """The checkpoint (given, else the newest final one) and its snapshot's members."""
-    from provenance.checkpoints import newest_checkpoint
+    from provenance.checkpoints import checkpoint_or_newest
     from provenance.features import artist_ids
-    from provenance.models import Checkpoint
     from provenance.snapshot import member_recordings
 
     with transaction(db_url) as session:
-        if checkpoint_id is None:
-            ckpt = newest_checkpoint(session)
-            if ckpt is None:
-                raise LookupError("no checkpoints yet: train a model first (`fairchord train`)")
-        else:
-            ckpt = session.get(Checkpoint, checkpoint_id)
-            if ckpt is None:
-                raise LookupError(f"checkpoint {checkpoint_id} does not exist")
+        ckpt = checkpoint_or_newest(session, checkpoint_id)
         members = [
             Member(rec.id, rec.object_uri, rec.sha256, tuple(artist_ids(session, rec.id)))
             for rec in member_recordings(session, ckpt.training_run_id)

@@ -23,7 +23,6 @@ training.torchrun --spec`` (multi-GPU; see :mod:`training.torchrun`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -165,11 +164,7 @@ def train_step(
     embedder: Any = None,
 ) -> dict[str, Any]:
     """Load the snapshot's member rows, train, record each checkpoint as it is written."""
-    from training.snapshot_data import (
-        MaterializationLedger,
-        load_snapshot_segments,
-        split_segments,
-    )
+    from training.snapshot_data import load_run_segments
     from training.torchrun import write_spec
     from training.train_config import TrainConfig
     from training.train_loop import RunInfo, SavedCheckpoint, train
@@ -203,31 +198,17 @@ def train_step(
         },
     )
 
-    ledger = MaterializationLedger()
-    data = load_snapshot_segments(
+    train_config = TrainConfig.from_dict(config)
+    train_data, val_data = load_run_segments(
         snapshot["feature_root"],
         members,
         embedder=embedder,
-        ledger=ledger,
-        expected_mel_config_hash=snapshot["mel_config_hash"],
-    )
-    outside = sorted(ledger.recording_ids() - set(members))
-    if outside:  # cannot happen through the filtered reader; checked anyway, loudly
-        raise RuntimeError(f"rows of non-members {outside} were materialised; refusing to train")
-    (out / "materialised.json").write_text(
-        json.dumps(
-            {
-                "training_run_id": run_id,
-                "members_digest": snapshot["members_digest"],
-                "rows": ledger.rows,
-                "recordings": sorted(ledger.recording_ids()),
-            }
-        ),
-        encoding="utf-8",
-    )
-    train_config = TrainConfig.from_dict(config)
-    train_data, val_data = split_segments(
-        data, val_fraction=train_config.val_fraction, seed=train_config.seed
+        mel_config_hash=snapshot["mel_config_hash"],
+        out_dir=out,
+        training_run_id=run_id,
+        members_digest=snapshot["members_digest"],
+        val_fraction=train_config.val_fraction,
+        seed=train_config.seed,
     )
 
     def on_checkpoint(saved: SavedCheckpoint) -> None:

@@ -17,6 +17,7 @@ stand-in in tests).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,3 +245,47 @@ def split_segments(
     train_rows = [i for i, r in enumerate(rids) if r not in held]
     val_rows = [i for i, r in enumerate(rids) if r in held]
     return data.subset(train_rows), data.subset(val_rows)
+
+
+def load_run_segments(
+    feature_root: str | Path,
+    members: Mapping[int, str],
+    *,
+    embedder: TextEmbedder,
+    mel_config_hash: str,
+    out_dir: Path,
+    training_run_id: int | None,
+    members_digest: str,
+    val_fraction: float,
+    seed: int,
+) -> tuple[SegmentData, SegmentData]:
+    """The (train, validation) segments of a training run: the one loader of the train flow
+    and of ``python -m training.torchrun --spec``.
+
+    Every row read is logged in ``out_dir/materialised.json``; a row of a non-member
+    stops the run before it trains.
+    """
+    ledger = MaterializationLedger()
+    data = load_snapshot_segments(
+        feature_root,
+        members,
+        embedder=embedder,
+        ledger=ledger,
+        expected_mel_config_hash=mel_config_hash,
+    )
+    outside = sorted(ledger.recording_ids() - {int(r) for r in members})
+    if outside:  # cannot happen through the filtered reader; checked anyway, loudly
+        raise RuntimeError(f"rows of non-members {outside} were materialised; refusing to train")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "materialised.json").write_text(
+        json.dumps(
+            {
+                "training_run_id": training_run_id,
+                "members_digest": members_digest,
+                "rows": ledger.rows,
+                "recordings": sorted(ledger.recording_ids()),
+            }
+        ),
+        encoding="utf-8",
+    )
+    return split_segments(data, val_fraction=val_fraction, seed=seed)

@@ -13,9 +13,12 @@ uses ``cuda:LOCAL_RANK``), on every node::
 
 The spec (written by ``flows/train.py``, see :func:`write_spec`) names the
 feature set, the snapshot members (id → sha256), the CLAP checkpoint and the
-config; every rank loads the same member rows, so FAIRCHORD_HOME must be on
+config; every rank loads the same member rows (the train flow's loader, which logs
+them in materialised.json), so FAIRCHORD_HOME must be on
 shared storage (or an fsspec URI). Use the ``base`` config, scale ``lr``
 with the global batch, and keep ``--resume`` for preemptible nodes.
+Rank 0 records each checkpoint on the spec's training run in the configured
+database (FAIRCHORD_DB_URL), as the flow does.
 ``--synthetic N`` trains on generated tones instead (a DDP smoke run).
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ from training.distributed import leave_process_group, ranks_from_env
 from training.snapshot_data import SegmentData
 from training.synthetic_data import synthetic_segments
 from training.train_config import TrainConfig, get_config
-from training.train_loop import RunInfo, train
+from training.train_loop import RunInfo, SavedCheckpoint, train
 
 
 def write_spec(path: str | Path, spec: dict[str, Any]) -> Path:
@@ -53,21 +57,52 @@ def spec_run(spec_path: str | Path) -> tuple[TrainConfig, SegmentData, SegmentDa
     with (the same check the train flow makes before it trains).
     """
     from training.clap_embedder import ClapEmbedder
-    from training.snapshot_data import load_snapshot_segments, split_segments
+    from training.snapshot_data import load_run_segments
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     config = TrainConfig.from_dict(spec["config"])
     info = RunInfo(**spec["run_info"])
-    embedder = ClapEmbedder.load(spec["clap_path"])
-    members = {int(k): v for k, v in spec["members"].items()}
-    data = load_snapshot_segments(
+    out_dir = Path(spec["out_dir"])
+    train_data, val_data = load_run_segments(
         spec["feature_root"],
-        members,
-        embedder=embedder,
-        expected_mel_config_hash=info.mel_config_hash,
+        {int(k): v for k, v in spec["members"].items()},
+        embedder=ClapEmbedder.load(spec["clap_path"]),
+        mel_config_hash=info.mel_config_hash,
+        out_dir=out_dir,
+        training_run_id=info.training_run_id,
+        members_digest=info.snapshot_digest,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
     )
-    train_data, val_data = split_segments(data, val_fraction=config.val_fraction, seed=config.seed)
-    return config, train_data, val_data, Path(spec["out_dir"]), info
+    return config, train_data, val_data, out_dir, info
+
+
+def record_checkpoints_of(info: RunInfo) -> Callable[[SavedCheckpoint], None] | None:
+    """For a recorded training run, a callback that records each checkpoint as it is written
+    (in the configured database, FAIRCHORD_DB_URL), as the train flow does; else None."""
+    if info.training_run_id is None:
+        return None
+    run_id = info.training_run_id
+
+    def record(saved: SavedCheckpoint) -> None:
+        from provenance.checkpoints import record_checkpoint
+        from provenance.db import make_engine, session_factory
+
+        engine = make_engine()
+        try:
+            with session_factory(engine).begin() as session:
+                record_checkpoint(
+                    session,
+                    run_id,
+                    path=saved.path,
+                    sha256=saved.sha256,
+                    step=saved.step,
+                    is_final=saved.is_final,
+                )
+        finally:
+            engine.dispose()
+
+    return record
 
 
 def synthetic_run(
@@ -118,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         resume_from=args.resume,
         stop_after=args.stop_after,
         progress=False,
+        on_checkpoint=record_checkpoints_of(info),
     )
     rank = ranks_from_env().rank
     if args.result_json:

@@ -1,4 +1,5 @@
-"""The `train` flow for real: snapshot, training, checkpoints recorded, gate index, run finished.
+"""The `train` flow for real: snapshot, training, checkpoints recorded, gate index, run finished;
+then `python -m training.torchrun --spec` on the spec it wrote.
 
 On a tiny featurized corpus (four one-segment tone recordings, one CC-BY-NC) with a debug
 CLAP trained and used to embed every segment, on SQLite and PostgreSQL.
@@ -21,11 +22,14 @@ from provenance.db import session_factory
 from provenance.hashing import sha256_file
 from provenance.models import Checkpoint, TrainingRun, TrainingRunMember
 from tests.common.corpus import seed_tone_corpus
+from training import torchrun
 from training.checkpoint import read_meta
 
 
 @pytest.mark.slow  # a debug CLAP, every segment embedded, two diffusion steps: ~1 min per engine
-def test_train_flow_records_what_it_trained_on(engine: Engine, db_url: str, tmp_path: Path) -> None:
+def test_train_flow_records_what_it_trained_on(
+    engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "audio"
     folder.mkdir()
     ids = seed_tone_corpus(db_url, folder)
@@ -50,6 +54,23 @@ def test_train_flow_records_what_it_trained_on(engine: Engine, db_url: str, tmp_
     # The gate index over the members' segment embeddings was built.
     assert summary["gate_index"]["built"], summary["gate_index"]
     assert summary["gate_index"]["vectors"] == 3
+
+    # The torchrun entry reads the spec the flow wrote with the same loader and records
+    # its checkpoints on the same run (one more step, so other weights: a new row).
+    spec = json.loads((run_dir(run_id) / "spec.json").read_text())
+    spec["config"]["max_steps"] = 3
+    spec["out_dir"] = str(tmp_path / "torchrun-out")
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    monkeypatch.setenv("FAIRCHORD_DB_URL", db_url)
+    assert torchrun.main(["--spec", str(spec_path)]) == 0
+    assert (tmp_path / "torchrun-out" / "materialised.json").is_file()
+    with session_factory(engine)() as session:
+        rows = session.execute(
+            select(Checkpoint).where(Checkpoint.training_run_id == run_id, Checkpoint.step == 3)
+        ).scalars()
+        [recorded] = list(rows)
+        assert recorded.sha256 == sha256_file(tmp_path / "torchrun-out" / "final.safetensors")
 
 
 def check_recorded_run(session: Session, run_id: int, summary: dict) -> None:
