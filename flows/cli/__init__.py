@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 import typer
 
@@ -23,6 +24,40 @@ app = typer.Typer(
 _SKIP = {"common"}
 
 
+def _show_flags_as_flags() -> None:
+    """Typer's help prints a flag as ``--json <bool>``, as if it took a value (and
+    ``--json true`` is refused); print flags bare, as click does."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"fairchord {version('fairchord')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Consent-first audio diffusion: ingest licensed audio, audit it, train, generate safely."""
+
+
 def _register_all() -> None:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name in _SKIP or info.name.startswith("_"):
@@ -33,6 +68,7 @@ def _register_all() -> None:
             register(app)
 
 
+_show_flags_as_flags()
 _register_all()
 
 

@@ -74,6 +74,9 @@ def licenses(
     ),
     all_: bool = typer.Option(False, "--all", help="Every checkpoint."),
     fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Same as --format json: one JSON document."
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -92,6 +95,10 @@ def licenses(
     so the detectors (one row each, or a "not calibrated" row per checkpoint) go to a
     second CSV beside --out (report.csv, report.gate-detectors.csv); without --out only the
     members are written to stdout and the gate summary goes to stderr."""
+    if json_output:
+        if fmt not in (ReportFormat.table, ReportFormat.json):
+            fail(f"--json is --format json; it cannot go with --format {fmt.value}", EXIT_BAD_INPUT)
+        fmt = ReportFormat.json
     with session_scope() as session:
         reports = _reports(session, checkpoint, all_)
         if fmt is ReportFormat.html:

@@ -54,7 +54,13 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def print_json(value: Any) -> None:
+    """One JSON document on stdout (indented)."""
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_json_line(value: Any) -> None:
+    """One compact JSON object on its own line of stdout (JSON Lines)."""
+    sys.stdout.write(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")) + "\n")
 
 
 def migrated_engine() -> Engine:

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json, session_scope
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    console,
+    fail,
+    print_json,
+    print_json_line,
+    session_scope,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,7 +56,9 @@ def register(app: typer.Typer) -> None:
         checkpoint: int = typer.Option(
             None, "--checkpoint", help="Checkpoint id (default: newest final checkpoint)."
         ),
-        json_output: bool = typer.Option(False, "--json", help="One JSON object per file."),
+        json_output: bool = typer.Option(
+            False, "--json", help="JSON Lines: one compact JSON object per file, one per line."
+        ),
     ) -> None:
         """Gate each file exactly as generated audio is gated. Exit 0 all allowed, 5 some
         blocked, 6 the gate could not decide (fails closed), 2 bad input."""
@@ -78,7 +87,7 @@ def register(app: typer.Typer) -> None:
                     blocked |= result.verdict == "block"
                     doc = {"file": str(path), "checkpoint_id": ckpt.id, **result.to_json()}
                     if json_output:
-                        print_json(doc)
+                        print_json_line(doc)
                     else:
                         console.print(
                             f"{path}: [bold]{result.verdict}[/bold] track "
@@ -104,7 +113,9 @@ def register(app: typer.Typer) -> None:
             "--clip-seconds",
             help="Calibrate on the first N seconds of each member recording (0: all of it).",
         ),
-        json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the report as one JSON document."
+        ),
     ) -> None:
         """Build the gate for the checkpoint's snapshot and set its thresholds: embeds every
         member recording with the pretrained music embedder (MSD-musicnn) into the gate
