@@ -1,4 +1,4 @@
-"""A mixed batch, valid files beside every hostile kind of :mod:`tests.adversarial.hostile`,
+"""A mixed batch, valid files beside every hostile kind of :mod:`tests.common.hostile`,
 ingested on both engines: each valid file once, each hostile item quarantined (or kept with
 its flag) for its own reason, every run finished, and a rerun adds nothing."""
 
@@ -13,20 +13,14 @@ from sqlalchemy import Engine, func, select
 from provenance.audit_log import verify_chain
 from provenance.db import session_factory
 from provenance.ingest import FLAGS, QUARANTINE_REASONS
-from provenance.ingest_prepare import IngestLimits
 from provenance.ingest_runs import ingest_source
 from provenance.models import IngestionRun, Party, QuarantineItem, Recording, Sighting
 from provenance.object_store import ObjectStore
 from provenance.object_store import store_consistency as consistency
 from provenance.sources import SourceError, open_source
-from tests.adversarial.hostile import build_hostile_batch, kind_names
-from tests.provenance.test_ingest import db_snapshot
+from tests.common.hostile import BATCH_LIMITS, build_hostile_batch, kind_names
+from tests.common.ingest import db_snapshot
 
-# The usual test limits; near-duplicate links only for identical fingerprints, so that no two
-# valid files (different music) are ever linked and "ingested once" is exact.
-LIMITS = IngestLimits(
-    max_duration_s=6.0, min_duration_s=1.0, max_bytes=1_500_000, near_duplicate_bits=0
-)
 SOURCES = ("csv", "jsonl", "folder")
 
 
@@ -51,13 +45,13 @@ def test_mixed_batch_keeps_every_valid_file_once_and_refuses_each_hostile_one(
     uris = {"csv": batch.csv_manifest, "jsonl": batch.jsonl_manifest, "folder": batch.folder}
 
     for source in SOURCES:
-        result = ingest_source(sessions, open_source(str(uris[source])), store, limits=LIMITS)
+        result = ingest_source(sessions, open_source(str(uris[source])), store, limits=BATCH_LIMITS)
         got = {o.locator: (o.status, o.reason_code, o.flags) for o in result.outcomes}
         want = {loc: (e.status, e.reason, e.flags) for loc, e in batch.expected(source).items()}
         assert got == want, source
     for manifest in batch.whole.values():
         with pytest.raises(SourceError):
-            ingest_source(sessions, open_source(str(manifest)), store, limits=LIMITS)
+            ingest_source(sessions, open_source(str(manifest)), store, limits=BATCH_LIMITS)
 
     with sessions() as s:
         # Each valid file is exactly one accepted recording, seen where the source put it.
@@ -99,7 +93,7 @@ def test_mixed_batch_keeps_every_valid_file_once_and_refuses_each_hostile_one(
 
     # A rerun changes nothing and fails on nothing.
     for source in SOURCES:
-        again = ingest_source(sessions, open_source(str(uris[source])), store, limits=LIMITS)
+        again = ingest_source(sessions, open_source(str(uris[source])), store, limits=BATCH_LIMITS)
         for outcome in again.outcomes:
             expect = batch.expected(source)[outcome.locator]
             if expect.status == "quarantined":

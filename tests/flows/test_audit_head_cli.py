@@ -19,8 +19,7 @@ from provenance.audit.anchors import WITNESS_LOG
 from provenance.audit_log import append_event, chain_head
 from provenance.db import session_factory
 from provenance.settings import fairchord_home
-from tests.provenance.audit.fixtures import build_recorded_run
-from tests.provenance.tampering import as_admin
+from tests.common.ledger import as_admin, build_recorded_run
 
 
 def _chain(engine: Engine, n: int) -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from provenance.db import session_factory
 from provenance.models import ConsentEvent
-from tests.provenance.test_consent_sync import make_world, sha
+from tests.common.ledger import make_world, sha
 
 
 def test_cli_sync_twice_records_once(

@@ -16,11 +16,11 @@ from flows.demo_corpus import (
     read_demo_manifest,
 )
 from flows.ingest import run_ingest
+from flows.render_scores import DEFAULT_SOUNDFONT
 from provenance.db import session_factory
 from provenance.eligibility import eligibility_table
 from provenance.models import Credit, LicenceAssertion, Party, Recording
 from provenance.policies import load_policy
-from flows.render_scores import DEFAULT_SOUNDFONT
 
 MISSING = missing_requirements(load_demo_facts(), soundfont=DEFAULT_SOUNDFONT)
 

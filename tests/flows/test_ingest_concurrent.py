@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from provenance import migrate
 from provenance.db import make_engine, session_factory
 from provenance.object_store import ObjectStore, store_consistency
+from tests.common.audio import write_music
 from tests.common.databases import throwaway_database
-from tests.provenance.test_ingest import build_bad_corpus, db_snapshot
-from tests.training.test_audio_io import write_music
+from tests.common.ingest import build_bad_corpus, db_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ from provenance.db import make_engine, session_factory
 from provenance.ingest_runs import ingest_source
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
-from tests.provenance.test_ingest import TEST_LIMITS
+from tests.common.ingest import TEST_LIMITS
 
 db_url, source, store_root, go = sys.argv[1:5]
 engine = make_engine(db_url)

@@ -11,7 +11,7 @@ from flows.ingest import run_ingest
 from provenance import migrate
 from provenance.db import make_engine, session_factory
 from provenance.object_store import ObjectStore, store_consistency
-from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
+from tests.common.ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
 
 
 def snapshot_without_store_root(engine: Engine, store: ObjectStore) -> dict[str, object]:

@@ -17,7 +17,7 @@ from provenance.ingest_runs import summarize
 from provenance.models import IngestionRun, QuarantineItem
 from provenance.object_store import default_object_store, store_consistency
 from provenance.sources import EmptyManifestError
-from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
+from tests.common.ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
 
 
 def read_artifacts(flow_run_id: str) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from provenance.db import session_factory
 from provenance.models import AuditEvent, IngestionRun
 from provenance.object_store import default_object_store, store_consistency
-from tests.provenance.test_ingest import db_snapshot
-from tests.training.test_audio_io import write_music
+from tests.common.audio import write_music
+from tests.common.ingest import db_snapshot
 
 
 def hostile_manifest(root: Path) -> Path:
@@ -119,11 +119,10 @@ def test_the_hostile_csv_batch_through_the_flow(
 ) -> None:
     """The Prefect path (tasks, artifacts, summary) meets every hostile manifest row too."""
     from flows.ingest import run_ingest
-    from tests.adversarial.hostile import build_hostile_batch
-    from tests.adversarial.test_hostile_batch import LIMITS
+    from tests.common.hostile import BATCH_LIMITS, build_hostile_batch
 
     batch = build_hostile_batch(tmp_path / "batch")
-    summary = run_ingest(str(batch.csv_manifest), db_url=db_url, limits=LIMITS)
+    summary = run_ingest(str(batch.csv_manifest), db_url=db_url, limits=BATCH_LIMITS)
     got = {
         o["locator"]: (o["status"], o["reason_code"], tuple(o["flags"]))
         for o in summary["outcomes"]

@@ -23,7 +23,7 @@ from provenance.models import IngestionRun
 from provenance.object_store import ObjectStore, store_consistency
 from provenance.sources import open_source
 from tests.common.databases import throwaway_database
-from tests.provenance.test_ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
+from tests.common.ingest import TEST_LIMITS, build_bad_corpus, db_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ from provenance.db import make_engine, session_factory
 from provenance.ingest_runs import ingest_source
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
-from tests.provenance.test_ingest import TEST_LIMITS
+from tests.common.ingest import TEST_LIMITS
 
 db_url, source, store_root = sys.argv[1:4]
 ingest_source(

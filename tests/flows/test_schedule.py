@@ -26,7 +26,7 @@ from sqlalchemy import select
 from provenance import migrate
 from provenance.db import make_engine, session_factory
 from provenance.models import IngestionRun, Recording
-from tests.training.test_audio_io import synth_music
+from tests.common.audio import synth_music
 
 pytestmark = pytest.mark.slow
 

@@ -184,7 +184,8 @@ def test_gate_fails_closed_without_a_sound_artist_model(session: Session) -> Non
     from generation.gate import SimilarityGate
     from generation.index import load_index, store_artist_model, store_thresholds
     from provenance.models import EmbeddingIndex
-    from tests.generation.test_gate import StandInEmbedder, build_demo_index, make_run, tone_clip
+    from tests.common.audio import tone_clip
+    from tests.common.gate import StandInEmbedder, build_demo_index, make_run
 
     embedder = StandInEmbedder()
     run = make_run(session)
@@ -224,14 +225,14 @@ def test_silent_windows_do_not_count_as_a_replay(session: Session) -> None:
     """Digital silence embeds alike in every track: a silent clip must not "match" the
     silences of a training recording (it did, and blocked innocent music)."""
     from generation.gate import QUIET_DBFS, SimilarityGate
-    from tests.generation.test_gate import (
+    from tests.common.audio import tone_clip
+    from tests.common.gate import (
         HOP_S,
         SR,
         WINDOW_S,
         StandInEmbedder,
         build_demo_index,
         make_run,
-        tone_clip,
     )
 
     class SilenceAlike(StandInEmbedder):

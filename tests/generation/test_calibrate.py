@@ -17,13 +17,13 @@ from generation.gate import SimilarityGate
 from generation.index import GateUnavailable, load_index
 from generation.tail import tail_threshold
 from provenance.models import EmbeddingIndex
-from tests.generation.test_fingerprint import melody
-from tests.generation.test_gate import (
+from tests.common.audio import melody, tone_clip
+from tests.common.gate import (
     TRAINING,
     StandInEmbedder,
+    attach_fingerprints,
     build_demo_index,
     make_run,
-    tone_clip,
 )
 
 
@@ -129,7 +129,6 @@ def test_a_member_without_credited_artists_is_not_its_own_negative(session: Sess
     with anyone; calibration must still leave it out of its own negatives, or its perfect
     self-match sets every threshold out of reach."""
     from generation.index import build_index_for_run
-    from tests.generation.test_gate import attach_fingerprints
 
     embedder = StandInEmbedder()
     run = make_run(session)

@@ -16,34 +16,13 @@ from generation.calibrate_melody import (
     melody_windows,
 )
 from generation.index import GateUnavailable
-from generation.melody import SAMPLE_RATE, MelodyIndex, chroma
-from generation.melody_cohort import MelodyCohort, load_melody_cohort, write_melody_cohort
-from tests.generation.test_melody import play, tune
+from generation.melody import SAMPLE_RATE, MelodyIndex
+from generation.melody_cohort import MelodyCohort, load_melody_cohort
+from tests.common.audio import play, tune
+from tests.common.gate import melody_cohort
 
 MEMBERS = {rec: play(*tune(rec)) for rec in (1, 2, 3, 4)}
 ARTISTS = {1: [10], 2: [10], 3: [20], 4: [30]}
-
-
-def melody_cohort(path: Path, seeds: range = range(100, 124)) -> MelodyCohort:
-    """Other tunes, on other instruments, as shipped cohorts store them (30 s chroma)."""
-    classes, loudness = [], []
-    for seed in seeds:
-        wave = play(*tune(seed, notes=64), harmonics=(1.0, 0.3, 0.6))[: 30 * SAMPLE_RATE]
-        c, loud = chroma(wave)
-        classes.append(c)
-        loudness.append(loud)
-    meta = [
-        {
-            "package": "test",
-            "path": f"tune-{s}",
-            "artist": f"a{s}",
-            "licence": "CC0-1.0",
-            "sha256": f"{s:064x}",
-        }
-        for s in seeds
-    ]
-    write_melody_cohort(path, classes=classes, loudness=loudness, meta=meta)
-    return load_melody_cohort(path)
 
 
 @pytest.fixture(scope="module")

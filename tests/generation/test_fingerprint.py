@@ -9,37 +9,8 @@ import numpy as np
 import pytest
 
 from generation.fingerprint import MIN_THRESHOLD, FingerprintIndex, quads
-
-SR = 16_000
-
-
-def melody(seed: int, *, seconds: float = 20.0) -> np.ndarray:
-    """Notes with harmonics and decaying envelopes at random pitches and onsets: music-like
-    peak constellations that differ from seed to seed."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros(int(seconds * SR), dtype=np.float64)
-    onset = 0.0
-    while onset < seconds - 0.3:
-        length = rng.uniform(0.15, 0.6)
-        n = int(length * SR)
-        start = int(onset * SR)
-        t = np.arange(n) / SR
-        f0 = 220.0 * 2 ** (rng.integers(0, 30) / 12)
-        envelope = np.exp(-t * rng.uniform(3, 9))
-        note = sum(
-            (0.6**h) * np.sin(2 * np.pi * f0 * (h + 1) * t + rng.uniform(0, 6.28)) for h in range(4)
-        )
-        end = min(out.size, start + n)
-        out[start:end] += (envelope * note)[: end - start]
-        onset += rng.choice([0.125, 0.25, 0.25, 0.5])
-    out += 0.003 * rng.standard_normal(out.size)
-    return (0.3 * out / np.abs(out).max()).astype(np.float32)
-
-
-def _pitch(w: np.ndarray, steps: float) -> np.ndarray:
-    import librosa
-
-    return librosa.effects.pitch_shift(w, sr=SR, n_steps=steps).astype(np.float32)
+from tests.common.audio import CLIP_SR as SR
+from tests.common.audio import melody, pitch_shift
 
 
 def _tempo(w: np.ndarray, rate: float) -> np.ndarray:
@@ -65,8 +36,8 @@ def _ogg(w: np.ndarray) -> np.ndarray:
 
 TRANSFORMS = {
     "identity": lambda w: w,
-    "pitch_+2st": lambda w: _pitch(w, 2),
-    "pitch_-1st": lambda w: _pitch(w, -1),
+    "pitch_+2st": lambda w: pitch_shift(w, 2),
+    "pitch_-1st": lambda w: pitch_shift(w, -1),
     "tempo_+10%": lambda w: _tempo(w, 1.10),
     "tempo_-5%": lambda w: _tempo(w, 0.95),
     "noise_20db": _noise,
@@ -91,7 +62,7 @@ def test_transformed_replay_matches_its_recording(reference: FingerprintIndex, n
 
 
 def test_pitch_and_tempo_are_reported(reference: FingerprintIndex) -> None:
-    up = reference.match(_pitch(melody(2), 2))
+    up = reference.match(pitch_shift(melody(2), 2))
     assert up.pitch_semitones == pytest.approx(2.0, abs=0.5)
     faster = reference.match(_tempo(melody(2), 1.10))
     assert faster.time_scale == pytest.approx(1 / 1.10, abs=0.03)

@@ -20,9 +20,8 @@ from generation.index import (
 )
 from generation.melody_cohort import MelodyCohort
 from provenance.models import EmbeddingIndex, TrainingRun
-from tests.generation.test_calibrate_melody import melody_cohort
-from tests.generation.test_gate import StandInEmbedder, build_demo_index, make_run
-from tests.generation.test_melody import play, tune
+from tests.common.audio import play, tune
+from tests.common.gate import StandInEmbedder, build_demo_index, make_run, melody_cohort
 
 ODD = (1.0, 0.0, 0.6, 0.0, 0.3)  # a clarinet-like timbre the members were not played on
 

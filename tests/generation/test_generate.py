@@ -41,8 +41,9 @@ from provenance.models import (
 )
 from provenance.parties import find_party
 from provenance.settings import DB_URL_ENV
-from tests.generation.test_gate import StandInEmbedder, attach_fingerprints, tone_clip
-from tests.provenance.audit.fixtures import build_recorded_run
+from tests.common.audio import melody, pitch_shift, tone_clip
+from tests.common.gate import StandInEmbedder, attach_fingerprints, melody_cohort, stand_in_cohort
+from tests.common.ledger import build_recorded_run
 from training.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from training.diffusion.denoiser import Denoiser
 from training.mel import MelConfig, log_mel
@@ -576,31 +577,6 @@ def test_real_clap_conditions_and_gates(tmp_path: Path, trained: Trained, real_c
 # --- calibration through the CLI ------------------------------------------------------------
 
 
-def stand_in_cohort(embedder: Any, path: Path) -> Any:
-    """A cohort of outside "music" (other melodies) embedded by the stand-in embedder."""
-    from generation.cohort import load_cohort, write_cohort
-    from tests.generation.test_fingerprint import melody
-
-    tracks = [np.asarray(embedder.embed_audio(melody(100 + i)[: 16_000 * 30])) for i in range(12)]
-    write_cohort(
-        path,
-        embedder_sha256=embedder.sha256,
-        tracks=tracks,
-        roles=["cohort" if i % 2 else "calibration" for i in range(12)],
-        meta=[
-            {
-                "package": "test",
-                "path": f"melody-{i}",
-                "artist": f"a{i}",
-                "licence": "CC0-1.0",
-                "excerpt_seconds": 30.0,
-            }
-            for i in range(12)
-        ],
-    )
-    return load_cohort(path, embedder_sha256=embedder.sha256)
-
-
 def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_copy(
     session: Session,
     db_url: str,
@@ -612,8 +588,6 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     `fairchord gate check` then blocks a pitch-shifted member by its fingerprints."""
     import soundfile as sf
 
-    from tests.generation.test_fingerprint import _pitch, melody
-
     world = build_world(session, tmp_path, trained)
     for i, rid in enumerate(world.recordings):
         rec = session.get(Recording, rid)
@@ -624,8 +598,6 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     monkeypatch.setattr("generation.gate_models.load_gate_embedder", lambda: world.embedder)
     cohort = stand_in_cohort(world.embedder, tmp_path / "cohort.npz")
     monkeypatch.setattr("generation.gate_models.load_gate_cohort", lambda _sha: cohort)
-    from tests.generation.test_calibrate_melody import melody_cohort
-
     tunes = melody_cohort(tmp_path / "melody_cohort.npz", range(100, 106))
     monkeypatch.setattr("generation.gate_models.load_gate_melody_cohort", lambda: tunes)
     checkpoint = ["--checkpoint", str(world.checkpoint_id)]
@@ -657,7 +629,7 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     assert detector.config["melody_cohort"]["sha256"] == tunes.sha256
     session.commit()  # end the read transaction: SQLite would stay locked
     copy = tmp_path / "copy.wav"
-    sf.write(copy, _pitch(melody(2), 2)[: 16_000 * 10], 16_000)
+    sf.write(copy, pitch_shift(melody(2), 2)[: 16_000 * 10], 16_000)
     other = tmp_path / "other.wav"
     sf.write(other, melody(77)[: 16_000 * 10], 16_000)
     result = CliRunner().invoke(app, ["gate", "check", str(copy), *checkpoint, "--json"])

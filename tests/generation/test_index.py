@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from generation.index import build_index_for_run, load_index
 from provenance.models import AuditEvent, Checkpoint, EmbeddingIndex
-from tests.generation.test_gate import make_run
+from tests.common.gate import make_run
 
 
 def _vectors(n: int = 40, d: int = 16, seed: int = 0) -> np.ndarray:

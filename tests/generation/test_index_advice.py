@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from generation.calibrate import calibrate_run, default_transforms
 from generation.index import BUILD_INDEX_COMMAND, GateUnavailable, load_index
-from tests.generation.test_gate import TRAINING, StandInEmbedder, make_run, tone_clip
-from tests.generation.test_generate import stand_in_cohort
+from tests.common.audio import tone_clip
+from tests.common.gate import TRAINING, StandInEmbedder, make_run, stand_in_cohort
 
 
 def advised_commands(error: GateUnavailable) -> list[str]:

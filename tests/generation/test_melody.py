@@ -4,32 +4,7 @@ import numpy as np
 import pytest
 
 from generation.melody import SAMPLE_RATE, MelodyIndex
-
-SCALE = np.array([0, 2, 4, 5, 7, 9, 11, 12])
-
-
-def tune(seed: int, notes: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Random MIDI pitches in C major and note lengths in seconds."""
-    rng = np.random.default_rng(seed)
-    return 60 + rng.choice(SCALE, notes), rng.choice([0.25, 0.5, 0.5, 1.0], notes)
-
-
-def play(
-    pitches: np.ndarray,
-    lengths: np.ndarray,
-    *,
-    semitones: int = 0,
-    tempo: float = 1.0,
-    harmonics: tuple[float, ...] = (1.0, 0.5, 0.25),
-) -> np.ndarray:
-    """Plucked harmonic notes; ``tempo`` 1.1 plays 10 % faster."""
-    notes = []
-    for pitch, length in zip(pitches, lengths, strict=True):
-        t = np.arange(int(SAMPLE_RATE * length / tempo)) / SAMPLE_RATE
-        f0 = 440.0 * 2.0 ** ((pitch + semitones - 69) / 12.0)
-        tone = sum(a * np.sin(2 * np.pi * f0 * (k + 1) * t) for k, a in enumerate(harmonics))
-        notes.append(tone * np.minimum(1.0, t / 0.02) * np.exp(-2.0 * t))
-    return (0.2 * np.concatenate(notes)).astype(np.float32)
+from tests.common.audio import play, tune
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,8 @@ from generation.search import (
     planted_recall,
     search_for,
 )
-from tests.generation.test_gate import (
-    TRAINING,
-    StandInEmbedder,
-    build_demo_index,
-    make_run,
-    tone_clip,
-)
+from tests.common.audio import tone_clip
+from tests.common.gate import TRAINING, StandInEmbedder, build_demo_index, make_run
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

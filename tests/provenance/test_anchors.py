@@ -26,7 +26,7 @@ from provenance.consent import ConsentSubject, record_consent
 from provenance.db import session_factory
 from provenance.models import AuditEvent, Recording
 from provenance.settings import fairchord_home
-from tests.provenance.tampering import as_admin
+from tests.common.ledger import as_admin
 
 
 def _chain(engine: Engine, n: int = 5) -> ChainHead:

@@ -18,7 +18,7 @@ from provenance.db import make_engine, session_factory
 from provenance.licences import current_licence, record_licence
 from provenance.models import AuditEvent, Recording, TrainingRun, TrainingRunMember
 from provenance.parties import add_credit, get_or_create_party
-from tests.provenance.tampering import as_admin
+from tests.common.ledger import as_admin
 
 DAY = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

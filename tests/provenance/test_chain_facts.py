@@ -15,8 +15,8 @@ from provenance.audit_log import append_event
 from provenance.db import session_factory
 from provenance.models import TrainingRun
 from provenance.policies import load_policy
-from tests.generation.test_gate import make_run
-from tests.provenance.tampering import as_admin
+from tests.common.gate import make_run
+from tests.common.ledger import as_admin
 
 THRESHOLDS = {
     "track": 0.93,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,47 +20,9 @@ from provenance.consent_lists import (
 )
 from provenance.consent_sync import sync_consent_file
 from provenance.consent_terms import parse_effective_at
-from provenance.models import AuditEvent, ConsentEvent, Recording, Source
-from provenance.parties import add_credit, find_party, get_or_create_party
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass
-class World:
-    source: Source
-    rec: dict[str, Recording]
-    party: dict[str, int]
-
-
-def make_world(session: Session) -> World:
-    source = Source(uri="https://archive.example.org/catalogue.csv", kind="manifest", config={})
-    session.add(source)
-    session.flush()
-    urls = {
-        "westlund": "https://music.example.org/westlund/breaking.ogg",
-        "kaufman": "https://music.example.org/kaufman/elvish.ogg",
-        "free": "https://music.example.org/free/ambient.ogg",
-        "exact": "https://music.example.org/exact",
-        "other_site": "https://other.example.net/westlund/breaking.ogg",
-        "no_url": None,
-    }
-    rec = {}
-    for name, url in urls.items():
-        r = Recording(sha256=sha(name), size_bytes=1000, source_url=url, source_id=source.id)
-        session.add(r)
-        session.flush()
-        rec[name] = r
-    party = {
-        "westlund": get_or_create_party(session, "Mattias Westlund").id,
-        "maxstack": get_or_create_party(session, "Max McCracken", aliases=["Maxstack"]).id,
-        "kaufman": get_or_create_party(session, "Doug Kaufman").id,
-    }
-    add_credit(session, recording_id=rec["westlund"].id, party_id=party["westlund"])
-    add_credit(session, recording_id=rec["kaufman"].id, party_id=party["kaufman"])
-    return World(source, rec, party)
+from provenance.models import AuditEvent, ConsentEvent, Recording
+from provenance.parties import find_party
+from tests.common.ledger import make_world, sha
 
 
 def n_events(session: Session) -> int:

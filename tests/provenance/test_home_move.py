@@ -28,8 +28,8 @@ from provenance.models import Checkpoint, EmbeddingIndex, FeatureSet, FeatureSha
 from provenance.object_store import default_object_store, home_location
 from provenance.settings import fairchord_home
 from provenance.sources import open_source
-from tests.provenance.audit.fixtures import build_recorded_run
-from tests.training.test_audio_io import synth_music
+from tests.common.audio import synth_music
+from tests.common.ledger import build_recorded_run
 from training.audio_io import load_audio
 
 LIMITS = IngestLimits(max_duration_s=10.0, min_duration_s=1.0, max_bytes=5_000_000)

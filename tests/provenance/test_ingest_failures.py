@@ -17,7 +17,7 @@ from provenance.object_store import ObjectStore, store_consistency
 from provenance.parties import unusable_name
 from provenance.sources import open_source
 from provenance.sources.text import MAX_LOCATOR_BYTES, clean_text, locator_text
-from tests.training.test_audio_io import write_music
+from tests.common.audio import write_music
 
 
 def _folder(base: Path) -> Path:

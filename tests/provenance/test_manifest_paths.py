@@ -16,7 +16,7 @@ from provenance.models import QuarantineItem, Recording
 from provenance.object_store import ObjectStore
 from provenance.sources import SourceError, open_source
 from provenance.sources.paths import classify_row_path, normalise_schemes
-from tests.training.test_audio_io import write_music
+from tests.common.audio import write_music
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from provenance.models import Recording
 from provenance.near_duplicates import duplicate_evidence
 from provenance.object_store import ObjectStore
 from provenance.sources import open_source
-from tests.training.test_audio_io import synth_music
+from tests.common.audio import synth_music
 
 SR = 22050
 LIMITS = IngestLimits(max_duration_s=10.0, min_duration_s=1.0, max_bytes=5_000_000)

@@ -14,7 +14,7 @@ from provenance.sources.folder import FolderSource
 from provenance.sources.hf_dataset import HFDatasetSource, read_row_bytes
 from provenance.sources.manifest import ManifestSource
 from provenance.sources.tags import licence_from_url, read_tags
-from tests.training.test_audio_io import synth_music, write_music
+from tests.common.audio import synth_music, write_music
 
 
 def by_locator(items: list) -> dict:  # type: ignore[type-arg]

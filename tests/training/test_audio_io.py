@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.common.audio import FORMATS, synth_music, write_music
 from training.audio_io import (
     FINGERPRINT_BITS,
     AudioProbeError,
@@ -17,37 +18,6 @@ from training.audio_io import (
     load_audio,
     probe_audio,
 )
-
-FORMATS = {  # extension → (soundfile format, subtype)
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "ogg": ("OGG", "VORBIS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
-
-
-def synth_music(seed: int, *, seconds: float = 4.0, sr: int = 22050) -> np.ndarray:
-    """Stereo "music": random decaying harmonic notes plus a little noise, [frames, 2]."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n, np.float32)
-    t = 0
-    while t < n:
-        dur = int(rng.uniform(0.1, 0.5) * sr)
-        freq = 110 * 2 ** (rng.integers(0, 36) / 12)
-        tt = np.arange(min(dur, n - t)) / sr
-        env = np.exp(-tt * rng.uniform(2, 8))
-        note = sum((0.5 / k) * np.sin(2 * np.pi * freq * k * tt) for k in range(1, 5)) * env
-        out[t : t + len(tt)] += 0.3 * note
-        t += dur
-    out += 0.003 * rng.standard_normal(n).astype(np.float32)
-    return np.stack([out, np.roll(out, 100) * 0.8], axis=1)
-
-
-def write_music(path: Path, seed: int, *, seconds: float = 4.0, sr: int = 22050) -> Path:
-    fmt, subtype = FORMATS[path.suffix.lstrip(".")]
-    sf.write(path, synth_music(seed, seconds=seconds, sr=sr), sr, format=fmt, subtype=subtype)
-    return path
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))

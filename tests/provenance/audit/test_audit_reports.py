@@ -22,7 +22,7 @@ from provenance.audit.taint_log import record_new_taint
 from provenance.consent import ConsentSubject, record_consent
 from provenance.licences import record_licence
 from provenance.parties import find_party
-from tests.provenance.audit.fixtures import build_recorded_run
+from tests.common.ledger import build_recorded_run
 
 
 def _later(seconds: int = 5) -> dt.datetime:

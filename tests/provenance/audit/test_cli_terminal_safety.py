@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app, common
 from flows.cli.common import terminal_safe
 from provenance.parties import add_credit, get_or_create_party
-from tests.provenance.audit.fixtures import build_recorded_run
+from tests.common.ledger import build_recorded_run
 
 TITLE = "[bold red]x[/] \x1b[31mred\x1b[0m\x9b2J"
 ARTIST = "[link=http://evil.example]y[/link]"

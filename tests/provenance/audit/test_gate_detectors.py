@@ -17,7 +17,7 @@ from provenance.audit.html_report import render_html
 from provenance.audit.licence_report import build_licence_report
 from provenance.audit.members import UnknownCheckpoint
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
-from tests.provenance.audit.fixtures import (
+from tests.common.ledger import (
     COHORT,
     DETECTOR_CONFIG,
     MEMBERS,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from provenance.audit.integrity import verify_everything
 from provenance.models import FeatureSet, FeatureShard
-from tests.provenance.audit.fixtures import build_recorded_run
+from tests.common.ledger import build_recorded_run
 
 
 def _flip_byte(path: Path) -> None:

@@ -23,9 +23,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tests.training.test_audio_io import synth_music, write_music
+from provenance.ingest_prepare import IngestLimits
+from tests.common.audio import synth_music, write_music
 
 Q = "quarantined"
+
+# The usual test limits; near-duplicate links only for identical fingerprints, so that no two
+# valid files (different music) are ever linked and "ingested once" is exact.
+BATCH_LIMITS = IngestLimits(
+    max_duration_s=6.0, min_duration_s=1.0, max_bytes=1_500_000, near_duplicate_bits=0
+)
 
 
 @dataclass(frozen=True)

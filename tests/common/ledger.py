@@ -1,12 +1,16 @@
-"""A small recorded training run, built through the provenance API, for audit tests."""
+"""Provenance ledgers for tests: a small recorded training run (built through the provenance
+API, with its gate), a consent world of recordings and parties, and raw-SQL tampering as an
+administrator could do it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
@@ -216,3 +220,67 @@ def record_gate(session: Session, run: TrainingRun, root: Path) -> EmbeddingInde
             payload={"sha256": index.sha256, "thresholds": index.thresholds},
         )
     return gate_index
+
+
+def sha(value: str) -> str:
+    """The sha256 hex digest of ``value``."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass
+class ConsentWorld:
+    """Recordings found at several URLs, two of them credited, and three known parties."""
+
+    source: Source
+    rec: dict[str, Recording]
+    party: dict[str, int]
+
+
+def make_world(session: Session) -> ConsentWorld:
+    source = Source(uri="https://archive.example.org/catalogue.csv", kind="manifest", config={})
+    session.add(source)
+    session.flush()
+    urls = {
+        "westlund": "https://music.example.org/westlund/breaking.ogg",
+        "kaufman": "https://music.example.org/kaufman/elvish.ogg",
+        "free": "https://music.example.org/free/ambient.ogg",
+        "exact": "https://music.example.org/exact",
+        "other_site": "https://other.example.net/westlund/breaking.ogg",
+        "no_url": None,
+    }
+    rec = {}
+    for name, url in urls.items():
+        r = Recording(sha256=sha(name), size_bytes=1000, source_url=url, source_id=source.id)
+        session.add(r)
+        session.flush()
+        rec[name] = r
+    party = {
+        "westlund": get_or_create_party(session, "Mattias Westlund").id,
+        "maxstack": get_or_create_party(session, "Max McCracken", aliases=["Maxstack"]).id,
+        "kaufman": get_or_create_party(session, "Doug Kaufman").id,
+    }
+    add_credit(session, recording_id=rec["westlund"].id, party_id=party["westlund"])
+    add_credit(session, recording_id=rec["kaufman"].id, party_id=party["kaufman"])
+    return ConsentWorld(source, rec, party)
+
+
+def as_admin(engine: Engine, statements: Sequence[str], *, tables: Sequence[str] = ()) -> None:
+    """Run raw SQL with the append-only triggers of ``tables`` out of the way.
+
+    SQLite: the triggers are dropped (an admin can; they stay dropped, as an attacker
+    would not bother to put them back). PostgreSQL: ``session_replication_role =
+    replica`` switches user triggers off for the transaction, which a superuser can do.
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            for table in tables:
+                names = conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+                    {"t": table},
+                ).scalars()
+                for name in list(names):
+                    conn.execute(text(f"DROP TRIGGER {name}"))
+        else:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for statement in statements:
+            conn.exec_driver_sql(statement)
