@@ -632,12 +632,13 @@ def test_cli_calibrate_fingerprints_members_and_gate_check_catches_a_pitched_cop
     sf.write(copy, pitch_shift(melody(2), 2)[: 16_000 * 10], 16_000)
     other = tmp_path / "other.wav"
     sf.write(other, melody(77)[: 16_000 * 10], 16_000)
-    result = CliRunner().invoke(app, ["gate", "check", str(copy), *checkpoint, "--json"])
+    args = ["gate", "check", str(copy), str(other), *checkpoint, "--json"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 5, result.output
-    doc = json.loads(result.stdout)
-    assert doc["verdict"] == "block"
-    assert doc["extra"]["fingerprint"]["recording_id"] == world.recordings[1]
-    assert doc["detector_scores"]["fingerprint"] >= 10
-    result = CliRunner().invoke(app, ["gate", "check", str(other), *checkpoint, "--json"])
-    doc = json.loads(result.stdout)
-    assert doc["detector_scores"]["fingerprint"] < 10, doc
+    # JSON Lines: one compact object per file, in order.
+    copied, unrelated = (json.loads(line) for line in result.stdout.splitlines())
+    assert copied["file"] == str(copy) and copied["verdict"] == "block"
+    assert copied["extra"]["fingerprint"]["recording_id"] == world.recordings[1]
+    assert copied["detector_scores"]["fingerprint"] >= 10
+    assert unrelated["file"] == str(other)
+    assert unrelated["detector_scores"]["fingerprint"] < 10, unrelated
