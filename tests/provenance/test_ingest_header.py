@@ -19,7 +19,7 @@ from provenance.models import Recording
 from provenance.object_store import ObjectStore
 from provenance.sources import SourceItem, open_source
 from tests.common.audio import write_music
-from tests.common.hostile import wav_bytes
+from tests.common.hostile_audio import wav_bytes
 
 LIMITS = IngestLimits(max_duration_s=6.0, min_duration_s=1.0, max_bytes=1_500_000)
 
