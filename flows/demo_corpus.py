@@ -317,6 +317,21 @@ def build_demo_corpus(
     return manifest
 
 
+DO_NOT_TRAIN_HEADER = "party,sha256,source_url,purpose,reason\n"
+
+
+def ensure_consent_list(home: Path | None = None) -> Path:
+    """The home's do-not-train list (``consent/do-not-train.csv``), created with only its
+    header when missing, so the example schedule's consent sync has a file to read."""
+    from provenance.settings import fairchord_home
+
+    path = (home or fairchord_home()) / "consent" / "do-not-train.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DO_NOT_TRAIN_HEADER, encoding="utf-8")
+    return path
+
+
 def read_demo_manifest(manifest: Path) -> list[dict[str, str]]:
     """The rows of a built corpus's manifest."""
     with open(manifest, encoding="utf-8", newline="") as f:

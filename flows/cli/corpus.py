@@ -43,6 +43,7 @@ def demo(
         DemoCorpusError,
         MissingDebianPackageError,
         build_demo_corpus,
+        ensure_consent_list,
         read_demo_manifest,
     )
     from flows.render_scores import RenderError
@@ -67,9 +68,17 @@ def demo(
         fail(str(exc), EXIT_BAD_INPUT)
     except (DemoCorpusError, RenderError, OSError) as exc:
         fail(f"demo corpus: {exc}", EXIT_FAILED)
+    consent_list = ensure_consent_list()
     rows = read_demo_manifest(manifest)
     if json_output:
-        print_json({"manifest": str(manifest), "root": str(manifest.parent), "files": rows})
+        print_json(
+            {
+                "manifest": str(manifest),
+                "root": str(manifest.parent),
+                "consent_list": str(consent_list),
+                "files": rows,
+            }
+        )
         return
     seconds = sum(float(r["duration_s"]) for r in rows)
     included = sum(r["expected_commercial_decision"].startswith("include") for r in rows)
@@ -79,6 +88,7 @@ def demo(
         highlight=False,
     )
     console.print(f"manifest: {manifest}", highlight=False)
+    console.print(f"do-not-train list (for `consent sync`): {consent_list}", highlight=False)
     console.print(f"next: fairchord ingest {manifest}", highlight=False)
 
 
