@@ -27,9 +27,6 @@ def sync(
         ...,
         help="Do-not-train lists (CSV with a header, or JSON) of party names/aliases, "
         "recording sha256s or source urls, and/or TDMRep tdmrep.json files.",
-        exists=True,
-        dir_okay=False,
-        readable=True,
     ),
     purpose: str = typer.Option(
         "training",

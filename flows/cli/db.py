@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable
 
-from flows.cli.common import console, print_json
+import typer
+from sqlalchemy import Engine
+
+from flows.cli.common import EXIT_BAD_INPUT, console, fail, print_json
 from provenance import migrate
 from provenance.db import make_engine
 
@@ -13,11 +16,21 @@ db_app = typer.Typer(
 )
 
 
+def _migrate(step: Callable[[Engine, str], object], engine: Engine, revision: str) -> None:
+    """Run one migration step; an unknown revision is a one-line usage error (exit 2)."""
+    from alembic.util.exc import CommandError
+
+    try:
+        step(engine, revision)
+    except CommandError as exc:
+        fail(f"{exc}; see `fairchord db current` for the revisions", EXIT_BAD_INPUT)
+
+
 @db_app.command("upgrade")
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     engine = make_engine()
-    migrate.upgrade(engine, revision)
+    _migrate(migrate.upgrade, engine, revision)
     console.print(
         f"database {engine.url.render_as_string(hide_password=True)} "
         f"at revision {migrate.current_revision(engine)}"
@@ -28,7 +41,7 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 def downgrade(revision: str = typer.Argument(..., help="Target revision, or 'base'.")) -> None:
     """Revert migrations down to REVISION."""
     engine = make_engine()
-    migrate.downgrade(engine, revision)
+    _migrate(migrate.downgrade, engine, revision)
     console.print(f"database at revision {migrate.current_revision(engine) or 'base'}")
 
 

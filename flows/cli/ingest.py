@@ -21,6 +21,19 @@ from flows.cli.common import (
 EXIT_QUARANTINED = 4  # the run completed, but at least one item is quarantined
 
 
+def _check_filesystem(uri: str | None) -> None:
+    """A URI whose filesystem is not installed is a one-line error, before any work."""
+    if uri is None or "://" not in uri or uri.startswith("file://"):
+        return
+    import fsspec
+
+    protocol = uri.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        fail(f"{uri}: {exc}", EXIT_BAD_INPUT)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
@@ -105,6 +118,10 @@ def register(app: typer.Typer) -> None:
             fail(f"--workers must be at least 1, got {workers}", EXIT_BAD_INPUT)
         if manifest is not None and not Path(manifest).is_file() and "://" not in manifest:
             fail(f"--manifest {manifest}: no such file", EXIT_BAD_INPUT)
+        if "://" not in source and not Path(source).expanduser().exists():
+            fail(f"source {source!r} does not exist", EXIT_BAD_INPUT)
+        for uri in (source, manifest):
+            _check_filesystem(uri)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
         from rich.progress import (

@@ -47,6 +47,12 @@ def register(app: typer.Typer) -> None:
             fail(f"--max-steps must be >= 1, got {max_steps}", EXIT_BAD_INPUT)
         if clap is not None and not Path(clap).is_file():
             fail(f"--clap {clap}: no such checkpoint file", EXIT_BAD_INPUT)
+        from provenance.policies import PolicyError, load_policy
+
+        try:
+            load_policy(policy)
+        except PolicyError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
         from flows.prefect_api import prefect_api
