@@ -20,6 +20,7 @@ from flows.cli.common import (
     err_console,
     fail,
     print_json,
+    print_table,
     session_scope,
     terminal_safe,
 )
@@ -182,7 +183,7 @@ def _print_table(report: LicenceReport) -> None:
             f"{m.minutes:.1f}",
             terminal_safe("; ".join(m.taint_reasons)),
         )
-    console.print(table)
+    print_table(table)
     console.print(
         "by licence: "
         + ", ".join(
@@ -227,7 +228,7 @@ def _print_gate_detectors(report: LicenceReport) -> None:
             ("cohort packages", joined(cohort.get("packages"))),
         ):
             table.add_row(fact, "" if value is None else terminal_safe(value))
-        console.print(table)
+        print_table(table)
 
 
 @audit_app.command("taint")

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -51,6 +52,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     message = _CONTROL_CHARACTERS.sub("", message)
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout: fitted to a terminal; piped or redirected, at its full natural
+    width, so no value is cut short (Rich prints no colour when stdout is not a terminal)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update(width=1_000_000)
+    width = console.measure(table, options=wide).maximum
+    Console(width=max(width, console.width), no_color=True).print(table)
 
 
 def print_json(value: Any) -> None:

@@ -14,6 +14,7 @@ from flows.cli.common import (
     console,
     fail,
     print_json,
+    print_table,
     session_scope,
     terminal_safe,
 )
@@ -169,7 +170,7 @@ def list_events(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             terminal_safe(r["origin"]),
             terminal_safe(r["evidence"] or ""),
         )
-    console.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from flows.cli.common import (
     err_console,
     fail,
     print_json,
+    print_table,
     session_scope,
 )
 
@@ -215,7 +216,7 @@ def register(app: typer.Typer) -> None:
                 f"{report.fd_clap[name]:.4f}",
                 f"{report.clap_score[name]:.4f}",
             )
-        console.print(table)
+        print_table(table)
         for label, share in (
             ("FD_musicnn", report.gap_closed_musicnn),
             ("FD_clap", report.gap_closed),

@@ -12,6 +12,7 @@ from flows.cli.common import (
     console,
     fail,
     print_json,
+    print_table,
     session_scope,
     terminal_safe,
 )
@@ -102,7 +103,7 @@ def check(
             f"[{colour}]{r['decision']}[/{colour}]",
             terminal_safe("; ".join(r["reasons"])),
         )
-    console.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

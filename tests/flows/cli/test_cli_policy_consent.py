@@ -42,6 +42,17 @@ def test_policy_check_json(cli: CliRunner) -> None:
     assert "licence_not_allowed:LicenseRef-Drascula" in rows["t1"]["reasons"]
 
 
+def test_policy_check_table_piped_keeps_every_value_whole(cli: CliRunner) -> None:
+    """Piped (not a terminal), the table is as wide as its values: nothing is cut to fit
+    80 columns, and there is no colour."""
+    result = cli.invoke(app, ["policy", "check", "--policy", "commercial"])
+    assert result.exit_code == 0, result.output
+    assert "licence_not_allowed:LicenseRef-Drascula" in result.output
+    assert "LicenseRef-Drascula" in result.output and "…" not in result.output
+    assert "\x1b[" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) > 80
+
+
 def test_policy_unknown_name(cli: CliRunner) -> None:
     result = cli.invoke(app, ["policy", "show", "nope"])
     assert result.exit_code == 2
