@@ -79,7 +79,10 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"Prefect server for fairchord: home {home}, database {prefect_db}\n"
             f"API {api_url}; in the shell that runs `fairchord serve`:\n"
-            f"  export PREFECT_API_URL={api_url}",
+            f"  export PREFECT_API_URL={api_url}\n"
+            "Use this export, not the `prefect config set PREFECT_API_URL=...` that Prefect's "
+            "banner below suggests: that writes your global Prefect profile, which every "
+            "other Prefect project on this account would then use.",
             highlight=False,
             soft_wrap=True,
         )

@@ -184,7 +184,9 @@ cron = "0 5 * * *"
             return None
 
     wait_for("healthy Prefect server", healthy, SERVER_START_TIMEOUT, server)
-    assert f"export PREFECT_API_URL={api}" in server.log.read_text()
+    banner = " ".join(server.log.read_text().split())
+    assert f"export PREFECT_API_URL={api}" in banner
+    assert "not the `prefect config set PREFECT_API_URL=...`" in banner
     assert (_isolated_home / "prefect" / "prefect.db").is_file()  # its own home and database
 
     serve = Group(
