@@ -7,6 +7,7 @@ heavy libraries are imported inside commands so ``--help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from typing import Any
 
@@ -72,5 +73,12 @@ _show_flags_as_flags()
 _register_all()
 
 
+DEBUG_ENV = "FAIRCHORD_DEBUG"
+
+
 def main() -> None:
+    """The ``fairchord`` entry point. Prefect's per-run INFO lines are debug detail here:
+    they are shown only with FAIRCHORD_DEBUG=1 (warnings and errors always are)."""
+    if os.environ.get(DEBUG_ENV, "").lower() not in ("1", "true", "yes"):
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     app()

@@ -117,6 +117,7 @@ def test_a_finished_command_stops_its_temporary_server(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"run_id"' in done.stdout
+    assert "Finished in state" not in done.stderr  # Prefect's INFO lines: FAIRCHORD_DEBUG=1
     leftover = [
         p.pid
         for p in psutil.process_iter(["cmdline", "environ"])
