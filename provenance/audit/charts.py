@@ -32,7 +32,9 @@ def barh(values: Mapping[str, float], *, title: str, xlabel: str, limit: int = 2
     labels = [k for k, _ in items][::-1]
     numbers = [v for _, v in items][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(items), 2) + 1.2))
-    ax.barh(labels, numbers, color="#3b6ea5")
+    bars = ax.barh(labels, numbers, color="#3b6ea5")
+    ax.bar_label(bars, labels=[f"{v:,.1f}".rstrip("0").rstrip(".") for v in numbers], padding=3)
+    ax.margins(x=0.15)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     if not items:
@@ -44,7 +46,15 @@ def barh(values: Mapping[str, float], *, title: str, xlabel: str, limit: int = 2
 def consent_timeline(
     events: Sequence[tuple[dt.datetime, str, str]], *, snapshot_at: dt.datetime | None
 ) -> bytes:
-    """Consent events over time: (effective time, action, subject label)."""
+    """Consent events over time: (effective time, action, subject label). With no events
+    the chart says so instead of drawing empty axes; a few events are labelled."""
+    if not events:
+        fig, ax = plt.subplots(figsize=(7, 1.2))
+        ax.axis("off")
+        when = f" (training snapshot {snapshot_at:%Y-%m-%d})" if snapshot_at else ""
+        ax.text(0.5, 0.5, f"No consent events recorded{when}.", ha="center", va="center")
+        ax.set_title("Consent events (effective time)")
+        return _png(fig)
     fig, ax = plt.subplots(figsize=(7, 2.8))
     colours = {"opt_in": "#2e8b57", "opt_out": "#c0392b"}
     for action in ("opt_in", "opt_out"):
@@ -64,6 +74,19 @@ def consent_timeline(
             linestyle="--",
             label="training snapshot",
         )
+    if len(events) <= 5:
+        for i, (t, action, subject) in enumerate(events):
+            ax.annotate(
+                f"{action} {subject} ({t:%Y-%m-%d})",
+                (mdates.date2num(t), i),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=8,
+            )
+        times = [mdates.date2num(t) for t, _, _ in events]
+        if snapshot_at is not None:
+            times.append(float(mdates.date2num(snapshot_at)))
+        ax.set_xlim(min(times) - 15, max(times) + 15)  # days either side, not years
     ax.set_title("Consent events (effective time)")
     ax.set_ylabel("event #")
     if events or snapshot_at is not None:
