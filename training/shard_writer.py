@@ -51,7 +51,8 @@ def segment_rows(
     ):
         if len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} entries for {n} segments")
-    mel = pa.FixedSizeListArray.from_arrays(pa.array(mels.reshape(-1)), n_mels * frames)
+    rows = pa.FixedSizeListArray.from_arrays(pa.array(mels.reshape(-1)), frames)
+    mel = pa.FixedSizeListArray.from_arrays(rows, n_mels)
     return pa.RecordBatch.from_arrays(
         [
             pa.array(np.full(n, recording_id, dtype=np.int64)),

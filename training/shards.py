@@ -36,11 +36,14 @@ from provenance.hashing import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "fairchord-features"
-MANIFEST_VERSION = 1
+# 2: ``mel`` is a fixed-size list of ``n_mels`` rows of ``frames`` values (2-D through
+# ``datasets``); version 1 stored it flat and is refused, naming the fix.
+MANIFEST_VERSION = 2
 
 
 def row_schema(n_mels: int, frames: int) -> pa.Schema:
-    """One segment per row; ``mel`` is float16 ``[n_mels, frames]`` flattened row-major."""
+    """One segment per row; ``mel`` is float16 ``[n_mels, frames]``: ``n_mels`` fixed-size
+    rows of ``frames`` values, so ``datasets`` reads it as a 2-D array per row."""
     return pa.schema(
         [
             pa.field("recording_id", pa.int64(), nullable=False),
@@ -50,7 +53,7 @@ def row_schema(n_mels: int, frames: int) -> pa.Schema:
             pa.field("is_partial", pa.bool_(), nullable=False),
             pa.field("frames", pa.int32(), nullable=False),  # frames in `mel` (the full window)
             pa.field("valid_frames", pa.int32(), nullable=False),  # frames holding real audio
-            pa.field("mel", pa.list_(pa.float16(), n_mels * frames), nullable=False),
+            pa.field("mel", pa.list_(pa.list_(pa.float16(), frames), n_mels), nullable=False),
             pa.field("caption", pa.string(), nullable=False),
             pa.field("caption_method", pa.string(), nullable=False),
             pa.field("artist_ids", pa.list_(pa.int64()), nullable=False),
@@ -72,6 +75,11 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no feature manifest at {path}; run `fairchord featurize`")
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") == MANIFEST_FORMAT and data.get("version") == 1:
+        raise ValueError(
+            f"feature set {Path(root)} was written by an older fairchord (manifest v1, mels "
+            "stored flat); delete that folder and run `fairchord featurize` to rebuild it"
+        )
     if data.get("format") != MANIFEST_FORMAT or data.get("version") != MANIFEST_VERSION:
         raise ValueError(
             f"{path} is format {data.get('format')!r} v{data.get('version')!r}; "
@@ -151,7 +159,8 @@ def mel_array(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     arrays = []
     for chunk in chunks:
-        flat = chunk.flatten()  # respects the chunk's offset; zero-copy for fixed-size lists
+        # Each flatten respects the chunk's offset; zero-copy for fixed-size lists.
+        flat = chunk.flatten().flatten()
         arrays.append(flat.to_numpy(zero_copy_only=True).reshape(len(chunk), n_mels, frames))
     if not arrays:
         return np.zeros((0, n_mels, frames), dtype=np.float16)

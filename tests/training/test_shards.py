@@ -93,14 +93,25 @@ def test_datasets_opens_every_shard_offline(
     for path in shard_paths(feature_root):
         ds = datasets.Dataset.from_file(str(path))
         total += len(ds)
-        row = ds.with_format("numpy", dtype=np.float16)[0]
-        mel = np.asarray(row["mel"]).reshape(64, int(row["frames"]))
+        numpy = ds.with_format("numpy", dtype=np.float16)
+        row = numpy[0]
+        mel = np.asarray(row["mel"])  # 2-D as stored: no reshape needed
+        assert mel.shape == (64, int(row["frames"]))
         assert mel.dtype == np.float16 and mel[3, 5] == np.float16(-1.5)
         assert isinstance(row["caption"], str)
+        assert np.asarray(numpy["mel"]).shape == (len(ds), 64, FRAMES)
     assert total == 18
     combined = open_datasets(feature_root)
     assert len(combined) == 18
     assert not [p for p in feature_root.iterdir() if p.name.startswith("cache-")]
+
+
+def test_a_feature_set_with_flat_mels_is_refused_naming_the_fix(feature_root: Path) -> None:
+    path = feature_root / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(ValueError, match="older fairchord.*run `fairchord featurize`"):
+        read_manifest(feature_root)
 
 
 def test_filter_reads_only_the_selected_rows(feature_root: Path) -> None:
