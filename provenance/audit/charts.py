@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _png(fig: Figure) -> bytes:
@@ -87,6 +88,11 @@ def consent_timeline(
         if snapshot_at is not None:
             times.append(float(mdates.date2num(snapshot_at)))
         ax.set_xlim(min(times) - 15, max(times) + 15)  # days either side, not years
+    ax.set_ylim(-0.5, len(events) - 0.5)
+    if len(events) <= 10:
+        ax.set_yticks(range(len(events)), [str(i + 1) for i in range(len(events))])
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Consent events (effective time)")
     ax.set_ylabel("event #")
     if events or snapshot_at is not None:

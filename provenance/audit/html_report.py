@@ -18,7 +18,7 @@ from provenance.audit.html_sections import (
 )
 from provenance.audit.licence_report import LicenceReport
 from provenance.eligibility import eligibility_table
-from provenance.models import ConsentEvent, TrainingRun
+from provenance.models import ConsentEvent, Party, TrainingRun
 from provenance.policies import load_policy
 
 _STYLE = """
@@ -48,6 +48,16 @@ def _head_text(report: LicenceReport) -> str:
     return f"{head.get('seq', '')}:{head.get('hash', '')}" if head else ""
 
 
+def _subject(session: Session, event: ConsentEvent) -> str:
+    """Who or what a consent event is about, as a reader knows it."""
+    if event.party_id is not None:
+        party = session.get(Party, event.party_id)
+        return party.name if party is not None else f"party {event.party_id}"
+    if event.recording_id is not None:
+        return f"recording {event.recording_id}"
+    return f"source {event.source_id}"
+
+
 def _charts(session: Session, report: LicenceReport) -> list[bytes]:
     policy = load_policy(report.policy)
     reasons: Counter[str] = Counter()
@@ -56,7 +66,7 @@ def _charts(session: Session, report: LicenceReport) -> list[bytes]:
         for reason in verdict.reasons or ["eligible"]:
             reasons[reason.split(":", 1)[0] if reason.startswith("opted_out") else reason] += 1
     events = [
-        (e.effective_at, e.action, str(e.party_id or e.recording_id or e.source_id))
+        (e.effective_at, e.action, _subject(session, e))
         for e in session.execute(select(ConsentEvent).order_by(ConsentEvent.effective_at)).scalars()
     ]
     return [
