@@ -232,7 +232,7 @@ def _print_gate_detectors(report: LicenceReport) -> None:
 
 
 @audit_app.command("taint")
-def taint(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def taint(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """List tainted checkpoints: members opted out of training since the snapshot, or whose
     licence was re-assessed to one the run's policy now rejects. Exits 4 when any is tainted."""
     from provenance.audit.taint import tainted_checkpoints
@@ -308,7 +308,7 @@ def export(
 
 
 @audit_app.command("head")
-def head(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def head(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Print the audit chain's head as SEQ:HASH (the newest row's id and hash). Keep it
     outside the system (a ticket, an email, a transparency log): `audit verify
     --expect-head SEQ:HASH` later proves the chain still holds that row, so the newest rows
@@ -340,7 +340,7 @@ def _expected_head(value: str | None) -> ChainHead | None:
 
 @audit_app.command("verify")
 def verify(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     expect_head: str | None = typer.Option(
         None,
         "--expect-head",

@@ -53,7 +53,7 @@ def train(
         "commercial", "--policy", help="Train only on recordings eligible under this policy."
     ),
     out: Path | None = typer.Option(None, "--out", help="Checkpoint path (default: ours)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Train a CLAP (HTSAT-tiny audio, transformer text) on the eligible segments:
     contrastive audio–caption loss plus augmentation invariance. Writes the checkpoint,
@@ -98,7 +98,7 @@ def train(
 @clap_app.command("embed")
 def embed(
     clap: Path | None = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Embed every segment of the feature set into `embeddings-SHA.arrow` beside the shards,
     and record the file's digest (flow `clap-embed`; `audit verify` re-hashes it)."""
@@ -124,7 +124,7 @@ def embed(
 def evaluate(
     clap: Path | None = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
     queries: int = typer.Option(40, "--queries", help="Segments to transform per transform."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Recall@1 of each segment's transformed copy among all segments, per transform, and
     same- vs different-artist similarity separation (ROC AUC)."""

@@ -55,7 +55,7 @@ def add(
         None, "--effective-at", help="ISO 8601 time it takes effect (default: now)."
     ),
     evidence: str | None = typer.Option(None, "--evidence", help="Where the statement came from."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Record one consent event about exactly one subject (origin: cli)."""
     from provenance.consent import ConsentSubject, describe_subject, record_consent
@@ -115,7 +115,7 @@ def import_file(
     file: Path = typer.Argument(
         ..., help="CSV or JSON file (see `provenance.consent_statements`)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Import consent statements from FILE. Every row is validated first; any bad row
     aborts the import with a one-line error naming the line, and nothing is written.
@@ -148,7 +148,9 @@ def import_file(
 
 
 @consent_app.command("list")
-def list_events(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_events(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
     """List every consent event, oldest effective first."""
     from provenance.consent_ledger import consent_ledger
 

@@ -46,7 +46,9 @@ def sync(
         help="Create a party for a listed name that matches none, so the opt-out covers "
         "its recordings ingested later.",
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print the per-file reports as JSON."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the per-file reports as one JSON document."
+    ),
 ) -> None:
     """Record an opt-out (consent_events, with evidence) for every entry of each FILE that
     matches a party, recording or source. Safe to repeat: a statement already recorded

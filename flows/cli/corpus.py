@@ -24,7 +24,7 @@ def demo(
         file_okay=False,
     ),
     json_output: bool = typer.Option(
-        False, "--json", help="Print the manifest path and per-file facts as JSON."
+        False, "--json", help="Print the manifest path and per-file facts as one JSON document."
     ),
 ) -> None:
     """Build the demo corpus: 29 real files by named artists and with stated licences.

@@ -46,7 +46,7 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, or 'bas
 
 
 @db_app.command("current")
-def current(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def current(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Show the database URL, its revision and the newest revision available."""
     engine = make_engine()
     info = {

@@ -112,7 +112,9 @@ def register(app: typer.Typer) -> None:
         sampler: str = typer.Option("dpmpp-2m", "--sampler", help="dpmpp-2m, heun or euler."),
         seed: int = typer.Option(0, "--seed", help="First sampling seed (and the init seed)."),
         clap: str = typer.Option(None, "--clap", help="CLAP checkpoint (default: ours)."),
-        json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the report as one JSON document."
+        ),
     ) -> None:
         """Compare generated audio with the run's held-back real audio: FD_musicnn (in the
         space of MSD-musicnn, a pretrained music tagger we did not train), FD_clap and the

@@ -20,7 +20,9 @@ from flows.cli.common import (
 def register(app: typer.Typer) -> None:
     @app.command("featurize")
     def featurize(
-        json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the summary as one JSON document."
+        ),
         dask: bool = typer.Option(
             False, "--dask", help="Run per-recording tasks on a local two-worker Dask cluster."
         ),

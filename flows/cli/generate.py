@@ -97,7 +97,9 @@ def register(app: typer.Typer) -> None:
         clap: str = typer.Option(
             None, "--clap", help="CLAP checkpoint (default: ours); must be the checkpoint's."
         ),
-        json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the outcome as one JSON document."
+        ),
     ) -> None:
         from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

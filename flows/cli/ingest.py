@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
             help="A CSV/JSONL manifest whose relative paths resolve against SOURCE "
             "(columns: path|uri, title, artists (;-separated), licence, consent, source_url).",
         ),
-        json_output: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the run summary as one JSON document."
+        ),
         dask: bool = typer.Option(
             False, "--dask", help="Run per-item tasks on a local two-worker Dask cluster."
         ),

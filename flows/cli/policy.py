@@ -35,7 +35,7 @@ def _load(name: str) -> Policy:
 @policy_app.command("show")
 def show(
     name: str = typer.Argument(..., help="Policy name, e.g. commercial or research."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Print a policy: version, allowed licences, consent requirement, obligations."""
     policy = _load(name)
@@ -65,7 +65,7 @@ def check(
     at: str | None = typer.Option(
         None, "--at", help="Evaluate at this ISO 8601 time (default: now)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """The eligibility table: every accepted recording with its verdict and reasons."""
     from provenance.consent_terms import parse_effective_at

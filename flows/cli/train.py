@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         clap: str = typer.Option(
             None, "--clap", help="CLAP checkpoint for caption embeddings (default: ours)."
         ),
-        json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        json_output: bool = typer.Option(
+            False, "--json", help="Print the summary as one JSON document."
+        ),
     ) -> None:
         """Freeze a snapshot of the recordings eligible under --policy right now (members with
         their licence and consent in force, Merkle digest), train on those rows only, write

@@ -33,6 +33,27 @@ def test_help_shows_flags_without_a_value(path: list[str]) -> None:
     assert "<bool>" not in result.output
 
 
+def json_options() -> list[tuple[str, str]]:
+    """(command, help of its --json option) for every command that has one."""
+    found = []
+    for path in command_paths():
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for param in getattr(command, "params", []):
+            if "--json" in getattr(param, "opts", []):
+                found.append((" ".join(path), str(param.help)))
+    return found
+
+
+def test_every_json_option_says_what_it_prints() -> None:
+    """One JSON document, or JSON Lines (one object per line): each --help says which."""
+    options = json_options()
+    assert len(options) >= 20
+    vague = [c for c, h in options if "one JSON document" not in h and "JSON Lines" not in h]
+    assert vague == []
+
+
 def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
