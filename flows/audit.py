@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows.local_runs import publish, run_logger, step
 from flows.sessions import engine_sessions, transaction
 from provenance.audit.integrity import verify_everything
 from provenance.audit.taint import tainted_runs
 from provenance.audit.taint_log import record_new_taint
 
 
-@task
+@step
 def find_and_log_taint(db_url: str | None) -> list[dict[str, Any]]:
     with transaction(db_url) as session:
         findings = tainted_runs(session)
@@ -30,7 +31,7 @@ def find_and_log_taint(db_url: str | None) -> list[dict[str, Any]]:
         ]
 
 
-@task
+@step
 def check_integrity(db_url: str | None) -> list[str]:
     # Read only: a plain session, rolled back when it closes; nothing to commit.
     with engine_sessions(db_url) as sessions, sessions() as session:
@@ -40,10 +41,11 @@ def check_integrity(db_url: str | None) -> list[str]:
 @flow(name="audit")
 def audit_flow(db_url: str | None = None, verify: bool = True) -> dict[str, Any]:
     """Re-check every training run against today's consent and licences; log new taint."""
-    logger = get_run_logger()
+    logger = run_logger("audit")
     rows = find_and_log_taint(db_url)
     problems = check_integrity(db_url) if verify else []
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         key="tainted-training-runs",
         table=rows or [{"training_run_id": "-", "policy": "-", "tainted_members": 0}],
         description=f"{len(rows)} tainted training run(s); {len(problems)} integrity problem(s)",

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prefect import flow, task
+from prefect import flow
 from prefect.cache_policies import NONE as NO_CACHE
 from rich.console import Console
 from rich.progress import Progress
 
+from flows.local_runs import step
 from flows.sessions import transaction
 
 _progress_console = Console(stderr=True)
@@ -29,7 +30,7 @@ class Member:
     artist_ids: tuple[int, ...]
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def snapshot_task(db_url: str | None, checkpoint_id: int | None) -> tuple[int, list[Member]]:
     """The checkpoint (given, else the newest final one) and its snapshot's members."""
     from provenance.checkpoints import checkpoint_or_newest
@@ -46,7 +47,7 @@ def snapshot_task(db_url: str | None, checkpoint_id: int | None) -> tuple[int, l
         return ckpt.id, members
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@step(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def decode_task(members: list[Member]) -> dict[int, np.ndarray]:
     """Each member recording, whole, at the gate's 16 kHz."""
     from generation.gate_models import load_wave_16k
@@ -54,7 +55,7 @@ def decode_task(members: list[Member]) -> dict[int, np.ndarray]:
     return {m.recording_id: load_wave_16k(m.object_uri) for m in members}
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def calibrate_task(
     db_url: str | None,
     checkpoint_id: int,

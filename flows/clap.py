@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.cache_policies import NONE as NO_CACHE
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flows.local_runs import step
 from flows.sessions import transaction
 from provenance.embedders import object_uris, record_embedder, record_segment_embeddings
 from provenance.hashing import sha256_file
@@ -35,7 +36,7 @@ def feature_root() -> Path:
     return root
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def eligible_task(db_url: str | None, policy_name: str) -> list[int]:
     from provenance.eligibility import eligible_recordings
     from provenance.policies import load_policy
@@ -45,7 +46,7 @@ def eligible_task(db_url: str | None, policy_name: str) -> list[int]:
         return sorted(e.recording_id for e in eligible_recordings(session, policy))
 
 
-@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@step(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def examples_task(
     db_url: str | None, recording_ids: list[int] | None, show_progress: bool
 ) -> list[ClipExample]:
@@ -62,7 +63,7 @@ def examples_task(
         )
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def train_clap_task(
     examples: list[ClipExample], config_name: str, out: str, show_progress: bool
 ) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def train_clap_task(
     }
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def record_embedder_task(db_url: str | None, sha256: str, path: str, config: dict[str, Any]) -> int:
     with transaction(db_url) as session:
         return record_embedder(session, sha256=sha256, uri=home_location(path), config=config)
@@ -128,7 +129,7 @@ def clap_train_flow(
     return {**trained, "segments": len(examples), "recordings": len(eligible)}
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def embed_task(
     clap: str | None, examples: list[ClipExample], show_progress: bool
 ) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def embed_task(
     }
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def record_embeddings_task(db_url: str | None, embedded: dict[str, Any]) -> None:
     with transaction(db_url) as session:
         embedder_id = record_embedder(

@@ -10,31 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.local_runs import publish, retry_on, run_logger, step
 from flows.sessions import transaction
 from provenance.consent_lists import DEFAULT_PURPOSE, ConsentList, parse_consent_file
 from provenance.consent_sync import SyncReport, apply_consent_list
 
 
-def _retry_on_oserror(_task: Any, _task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except OSError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
-@task(retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_on_oserror, cache_policy=NO_CACHE)
+@step(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_on(OSError), cache_policy=NO_CACHE)
 def read_consent_file(path: str, purpose: str, origin: str | None) -> ConsentList:
     return parse_consent_file(path, purpose=purpose, origin=origin)
 
 
-@task(cache_policy=NO_CACHE)
+@step(cache_policy=NO_CACHE)
 def record_consent_file(
     db_url: str | None, parsed: ConsentList, create_parties: bool
 ) -> dict[str, Any]:
@@ -52,7 +43,7 @@ def consent_sync_flow(
     create_parties: bool = False,
 ) -> list[dict[str, Any]]:
     """Record the opt-outs of every file in ``files``; return one report per file."""
-    logger = get_run_logger()
+    logger = run_logger("consent_sync")
     reports: list[dict[str, Any]] = []
     for path in files:
         parsed = read_consent_file(path, purpose, origin)
@@ -71,7 +62,8 @@ def consent_sync_flow(
             logger.warning("%s: unknown entry %s", path, unknown)
         for invalid in report["invalid"]:
             logger.warning("%s: invalid %s", path, invalid)
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         key="consent-sync",
         table=[
             {

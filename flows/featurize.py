@@ -16,10 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.bounded import submit_bounded
+from flows.local_runs import api_configured, publish, run_flow, run_logger, step
+from flows.prefect_api import prefect_api
 from flows.sessions import transaction
 from provenance.empty_features import cover_empty_recordings
 from provenance.features import (
@@ -91,7 +93,7 @@ def load_or_start_manifest(
     return manifest
 
 
-@task
+@step
 def plan_featurization(
     db_url: str | None, mel_config: dict[str, Any], root: str
 ) -> tuple[int, list[RecordingJob], list[str], list[int]]:
@@ -134,7 +136,7 @@ def load_clap_tagger(clap_path: str) -> ClapTagger:
         return tagger
 
 
-@task
+@step
 def featurize_one(
     job: RecordingJob,
     names: list[str],
@@ -159,7 +161,7 @@ def featurize_one(
         return f"recording {job.recording_id} ({job.uri}): {type(exc).__name__}: {exc}"
 
 
-@task
+@step
 def record_feature_set(
     db_url: str | None,
     feature_set_id: int,
@@ -199,7 +201,7 @@ def featurize_flow(
     With ``clap_path`` (a CLAP checkpoint), captions also get zero-shot genre /
     instrument / mood tags from training/data/clap_vocabulary.txt.
     """
-    logger = get_run_logger()
+    logger = run_logger("featurize")
     started = time.perf_counter()
     config = MelConfig.from_dict(mel_config) if mel_config else MelConfig()
     segment_config = SegmentConfig(hop_s=hop_s)
@@ -298,7 +300,8 @@ def featurize_flow(
         "manifest_sha256": manifest_sha,
         "seconds": round(took, 2),
     }
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         key="featurize-summary",
         table=[
             {
@@ -363,16 +366,27 @@ def run_featurize(
     mel_config: MelConfig | None = None,
     clap_path: str | None = None,
 ) -> dict[str, Any]:
-    """Run the flow on the thread runner (2 workers) or a two-worker Dask cluster."""
+    """Run the flow: locally on 2 threads when no Prefect API is configured, else as a
+    Prefect flow run on its thread runner; ``use_dask``: on a two-worker Dask cluster
+    (a Prefect flow run, with a temporary server if none is configured)."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    runner: Any = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=2)
-    configured = featurize_flow.with_options(task_runner=runner)
-    result: dict[str, Any] = configured(
-        db_url=db_url,
-        shard_mb=shard_mb,
-        hop_s=hop_s,
-        mel_config=mel_config.to_dict() if mel_config else None,
-        clap_path=clap_path,
-    )
-    return result
+    params: dict[str, Any] = {
+        "db_url": db_url,
+        "shard_mb": shard_mb,
+        "hop_s": hop_s,
+        "mel_config": mel_config.to_dict() if mel_config else None,
+        "clap_path": clap_path,
+    }
+    if use_dask:
+        with prefect_api():
+            dask_run: dict[str, Any] = featurize_flow.with_options(task_runner=dask_task_runner())(
+                **params
+            )
+            return dask_run
+    if api_configured():
+        runner: Any = ThreadPoolTaskRunner(max_workers=2)
+        result: dict[str, Any] = featurize_flow.with_options(task_runner=runner)(**params)
+        return result
+    local: dict[str, Any] = run_flow(featurize_flow, workers=2, **params)
+    return local

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
@@ -26,6 +26,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.bounded import submit_bounded
+from flows.local_runs import api_configured, publish, retry_on, run_flow, run_logger, step
+from flows.prefect_api import prefect_api
 from provenance.db import make_engine, session_factory
 from provenance.ingest import IngestOutcome
 from provenance.ingest_failures import mark_run_failed, record_or_quarantine
@@ -50,21 +52,6 @@ def add_progress_callback(callback: ProgressCallback) -> Callable[[], None]:
     """Call ``callback(done, total, outcome)`` as items are recorded; returns a remover."""
     _progress_callbacks.append(callback)
     return lambda: _progress_callbacks.remove(callback)
-
-
-def _retry_on(*types: type[BaseException]) -> Callable[[Any, Any, Any], bool]:
-    """A Prefect retry condition: retry only when the task raised one of ``types``."""
-
-    def condition(_task: Any, _task_run: Any, state: Any) -> bool:
-        try:
-            state.result()
-        except types:
-            return True
-        except BaseException:
-            return False
-        return False
-
-    return condition
 
 
 _engines: dict[str | None, Engine] = {}
@@ -98,10 +85,10 @@ class ListedSource:
     error: str | None = None
 
 
-@task(
+@step(
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_on(OSError),
+    retry_condition_fn=retry_on(OSError),
     tags=[IO_TAG],
     cache_policy=NO_CACHE,
 )
@@ -123,10 +110,10 @@ def list_source_items(
     return ListedSource(adapter.kind, adapter.uri, adapter.config, items)
 
 
-@task(
+@step(
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_on(OSError),
+    retry_condition_fn=retry_on(OSError),
     tags=[IO_TAG],
     cache_policy=NO_CACHE,
 )
@@ -135,10 +122,10 @@ def prepare_source_item(item: SourceItem, store_uri: str, limits: dict[str, Any]
     return prepare_item(ObjectStore(store_uri), item, IngestLimits.from_dict(limits))
 
 
-@task(
+@step(
     retries=3,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_on(OperationalError),
+    retry_condition_fn=retry_on(OperationalError),
     cache_policy=NO_CACHE,
 )
 def record_item(
@@ -191,7 +178,7 @@ def ingest_source_flow(
     :class:`provenance.sources.SourceError`. A run stopped by an error is marked
     ``failed`` before the error propagates.
     """
-    logger = get_run_logger()
+    logger = run_logger("ingest")
     started = time.perf_counter()
     limit_values = IngestLimits.from_dict(limits or {}).to_dict()
     store = ObjectStore(store_uri) if store_uri else default_object_store()
@@ -332,12 +319,14 @@ def _publish(
     started: float,
 ) -> None:
     counts = summary.get("counts") or summarize(outcomes)
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         key="ingest-outcomes",
         table=outcome_table(counts),
         description=f"ingestion run {run_id} of {uri}: outcomes by kind and quarantine reason",
     )
-    create_markdown_artifact(
+    publish(
+        create_markdown_artifact,
         key="ingest-summary",
         markdown=summary_markdown({"run_id": run_id, "source_uri": uri, **summary}, outcomes),
         description=f"ingestion run {run_id} of {uri}",
@@ -365,21 +354,32 @@ def run_ingest(
     use_dask: bool = False,
     allowed_schemes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Run the flow on a thread runner (``workers`` threads) or a two-worker Dask cluster."""
+    """Run the flow: locally on ``workers`` threads when no Prefect API is configured,
+    else as a Prefect flow run on a thread runner; ``use_dask``: on a two-worker Dask
+    cluster (a Prefect flow run, with a temporary server if none is configured)."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    runner: Any = dask_task_runner() if use_dask else ThreadPoolTaskRunner(max_workers=workers)
-    configured = ingest_source_flow.with_options(task_runner=runner)
-    result: dict[str, Any] = configured(
-        source_uri,
-        manifest=manifest,
-        root=root,
-        db_url=db_url,
-        store_uri=store_uri,
-        limits=limits.to_dict(),
-        in_flight=2 * workers,
-        allowed_schemes=list(allowed_schemes),
-    )
-    return result
+    params: dict[str, Any] = {
+        "source_uri": source_uri,
+        "manifest": manifest,
+        "root": root,
+        "db_url": db_url,
+        "store_uri": store_uri,
+        "limits": limits.to_dict(),
+        "in_flight": 2 * workers,
+        "allowed_schemes": list(allowed_schemes),
+    }
+    if use_dask:
+        with prefect_api():
+            dask_run: dict[str, Any] = ingest_source_flow.with_options(
+                task_runner=dask_task_runner()
+            )(**params)
+            return dask_run
+    if api_configured():
+        runner: Any = ThreadPoolTaskRunner(max_workers=workers)
+        result: dict[str, Any] = ingest_source_flow.with_options(task_runner=runner)(**params)
+        return result
+    local: dict[str, Any] = run_flow(ingest_source_flow, workers=workers, **params)
+    return local

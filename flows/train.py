@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 
+from flows.local_runs import run_logger, step
 from flows.sessions import transaction
 from provenance.object_store import location_path
 from provenance.settings import fairchord_home
@@ -304,7 +305,7 @@ def index_step(db_url: str | None, snapshot: dict[str, Any], clap_sha256: str) -
 # --- Prefect ------------------------------------------------------------------------------
 
 
-@task
+@step
 def snapshot_task(
     db_url: str | None,
     policy_name: str,
@@ -323,7 +324,7 @@ def snapshot_task(
     )
 
 
-@task
+@step
 def train_task(
     db_url: str | None,
     snapshot: dict[str, Any],
@@ -334,12 +335,12 @@ def train_task(
     return train_step(db_url, snapshot, config=config, clap_path=clap_path, progress=progress)
 
 
-@task
+@step
 def index_task(db_url: str | None, snapshot: dict[str, Any], clap_sha256: str) -> dict[str, Any]:
     return index_step(db_url, snapshot, clap_sha256)
 
 
-@task
+@step
 def status_task(
     db_url: str | None, training_run_id: int, status: str, payload: dict[str, Any] | None
 ) -> None:
@@ -361,7 +362,7 @@ def train_flow(
 
     from training.train_config import get_config
 
-    log = get_run_logger()
+    log = run_logger("train")
     overrides: dict[str, Any] = {} if max_steps is None else {"max_steps": max_steps}
     if max_steps is not None:
         base = get_config(config_name)

@@ -59,7 +59,7 @@ def train(
     contrastive audio–caption loss plus augmentation invariance. Writes the checkpoint,
     a loss-curve PNG beside it, and records the embedder (flow `clap-train`)."""
     from flows.clap import clap_train_flow
-    from flows.prefect_api import prefect_api
+    from flows.local_runs import run_flow
     from provenance.policies import PolicyError, load_policy
     from training.clap_train import CLAP_CONFIGS
 
@@ -74,13 +74,13 @@ def train(
     _feature_root()
     migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
     try:
-        with prefect_api():
-            info = clap_train_flow(
-                config_name=config_name,
-                policy_name=policy_name,
-                out=str(out) if out else None,
-                show_progress=not as_json,
-            )
+        info = run_flow(
+            clap_train_flow,
+            config_name=config_name,
+            policy_name=policy_name,
+            out=str(out) if out else None,
+            show_progress=not as_json,
+        )
     except ValueError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     if as_json:
@@ -103,7 +103,7 @@ def embed(
     """Embed every segment of the feature set into `embeddings-SHA.arrow` beside the shards,
     and record the file's digest (flow `clap-embed`; `audit verify` re-hashes it)."""
     from flows.clap import clap_embed_flow
-    from flows.prefect_api import prefect_api
+    from flows.local_runs import run_flow
     from training.clap_embedder import ClapCheckpointMissing, ClapEmbedder
 
     try:
@@ -112,8 +112,7 @@ def embed(
         fail(str(exc), EXIT_BAD_INPUT)
     _feature_root()
     migrated_engine().dispose()
-    with prefect_api():
-        info = clap_embed_flow(clap=str(clap) if clap else None, show_progress=not as_json)
+    info = run_flow(clap_embed_flow, clap=str(clap) if clap else None, show_progress=not as_json)
     if as_json:
         print_json(info)
     else:

@@ -74,16 +74,16 @@ def sync(
     migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
     from flows.consent_sync import consent_sync_flow
-    from flows.prefect_api import prefect_api
+    from flows.local_runs import run_flow
 
     try:
-        with prefect_api():
-            reports = consent_sync_flow(
-                files=[str(f) for f in files],
-                purpose=purpose,
-                origin=origin,
-                create_parties=create_parties,
-            )
+        reports = run_flow(
+            consent_sync_flow,
+            files=[str(f) for f in files],
+            purpose=purpose,
+            origin=origin,
+            create_parties=create_parties,
+        )
     except Exception as exc:
         fail(terminal_safe(f"consent sync failed: {type(exc).__name__}: {exc}"), EXIT_FAILED)
     if json_output:

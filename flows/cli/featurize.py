@@ -61,7 +61,6 @@ def register(app: typer.Typer) -> None:
         )
 
         from flows.featurize import add_progress_callback, run_featurize
-        from flows.prefect_api import prefect_api
 
         progress = Progress(
             TextColumn("featurizing"),
@@ -79,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
         remove = add_progress_callback(on_progress)
         try:
-            with prefect_api(), progress:
+            with progress:
                 summary = run_featurize(
                     shard_mb=shard_mb, hop_s=hop, use_dask=dask, clap_path=clap_tags
                 )

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         Runs as the flow `gate-calibrate`."""
         from flows.calibrate import calibrate_flow
         from flows.cli.common import migrated_engine
-        from flows.prefect_api import prefect_api
+        from flows.local_runs import run_flow
         from generation.index import GateUnavailable
 
         if not 0 <= false_block_rate < 1:
@@ -134,13 +134,13 @@ def register(app: typer.Typer) -> None:
             fail(f"--clip-seconds must be >= 0, got {clip_seconds}", EXIT_BAD_INPUT)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
         try:
-            with prefect_api():
-                report = calibrate_flow(
-                    checkpoint_id=checkpoint,
-                    false_block_rate=false_block_rate,
-                    clip_seconds=clip_seconds,
-                    show_progress=not json_output,
-                )
+            report = run_flow(
+                calibrate_flow,
+                checkpoint_id=checkpoint,
+                false_block_rate=false_block_rate,
+                clip_seconds=clip_seconds,
+                show_progress=not json_output,
+            )
         except LookupError as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         except GateUnavailable as exc:

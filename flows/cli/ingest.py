@@ -135,7 +135,6 @@ def register(app: typer.Typer) -> None:
         )
 
         from flows.ingest import add_progress_callback, run_ingest
-        from flows.prefect_api import prefect_api
         from provenance.ingest import IngestOutcome
         from provenance.sources import SourceError
 
@@ -158,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
         remove = add_progress_callback(on_progress)
         try:
-            with prefect_api(), progress:
+            with progress:
                 summary = run_ingest(
                     source,
                     manifest=manifest,

@@ -57,19 +57,19 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), EXIT_BAD_INPUT)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
-        from flows.prefect_api import prefect_api
+        from flows.local_runs import run_flow
         from flows.train import train_flow
 
         try:
-            with prefect_api():
-                summary = train_flow(
-                    policy=policy,
-                    config_name=config,
-                    max_steps=max_steps,
-                    resume=resume,
-                    clap_path=clap,
-                    progress=not json_output,
-                )
+            summary = run_flow(
+                train_flow,
+                policy=policy,
+                config_name=config,
+                max_steps=max_steps,
+                resume=resume,
+                clap_path=clap,
+                progress=not json_output,
+            )
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         if json_output:

@@ -73,7 +73,8 @@ def kill_and_check(parent: subprocess.Popen[bytes], child: int, seconds: float) 
 
 
 def test_killed_ingest_takes_its_temporary_prefect_server_with_it(tmp_path: Path) -> None:
-    """Today's failure: Prefect's own temporary server (uvicorn, ~235 MB) lived on."""
+    """A Dask run is a Prefect flow run, so without an API it starts a temporary server;
+    Prefect's own (uvicorn, ~235 MB) used to live on after a SIGKILL."""
     env = command_env(tmp_path)
     cli = [sys.executable, "-m", "flows.cli"]
     subprocess.run([*cli, "db", "upgrade"], cwd=REPO, env=env, check=True, capture_output=True)
@@ -81,7 +82,7 @@ def test_killed_ingest_takes_its_temporary_prefect_server_with_it(tmp_path: Path
     source.mkdir()
     (source / "a.wav").write_bytes(b"RIFF")  # quarantined later; the server starts first
     ingest = subprocess.Popen(
-        [*cli, "ingest", str(source), "--lenient"],
+        [*cli, "ingest", str(source), "--lenient", "--dask"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -113,11 +114,16 @@ def test_a_finished_command_stops_its_temporary_server(tmp_path: Path) -> None:
     source = tmp_path / "incoming"
     source.mkdir()
     done = subprocess.run(
-        [*cli, "ingest", str(source), "--json"], cwd=REPO, env=env, capture_output=True, text=True
+        [*cli, "ingest", str(source), "--json", "--dask"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert '"run_id"' in done.stdout
     assert "Finished in state" not in done.stderr  # Prefect's INFO lines: FAIRCHORD_DEBUG=1
+    assert (tmp_path / "prefect" / "prefect.db").is_file()  # the server's own database
     leftover = [
         p.pid
         for p in psutil.process_iter(["cmdline", "environ"])
@@ -125,3 +131,34 @@ def test_a_finished_command_stops_its_temporary_server(tmp_path: Path) -> None:
         and (p.info["environ"] or {}).get("PREFECT_HOME") == env["PREFECT_HOME"]
     ]
     assert leftover == []
+
+
+def test_without_a_prefect_api_a_command_starts_no_server(tmp_path: Path) -> None:
+    """No PREFECT_API_URL: the flow runs as plain calls; no Prefect server, no Prefect
+    database, and the run is recorded as any other."""
+    env = command_env(tmp_path)
+    cli = [sys.executable, "-m", "flows.cli"]
+    subprocess.run([*cli, "db", "upgrade"], cwd=REPO, env=env, check=True, capture_output=True)
+    source = tmp_path / "incoming"
+    source.mkdir()
+    (source / "a.wav").write_bytes(b"RIFF")  # quarantined: the run goes on and says so
+    ingest = subprocess.Popen(
+        [*cli, "ingest", str(source), "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children: set[str] = set()
+    while ingest.poll() is None:
+        try:
+            children |= {" ".join(c.cmdline()) for c in psutil.Process(ingest.pid).children()}
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out, err = ingest.communicate()
+    assert ingest.returncode == 4, err  # one item quarantined
+    assert '"quarantined": 1' in out
+    assert not [c for c in children if "uvicorn" in c], children
+    assert not (tmp_path / "prefect" / "prefect.db").exists()
