@@ -14,10 +14,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
-from provenance.consent import ConsentSubject, current_consent
+from provenance.consent import ConsentSubject, current_consent, record_consent
 from provenance.licences import record_licence
 from provenance.models import (
     Checkpoint,
+    ConsentEvent,
     Embedder,
     EmbeddingIndex,
     Recording,
@@ -25,7 +26,7 @@ from provenance.models import (
     TrainingRun,
     TrainingRunMember,
 )
-from provenance.parties import add_credit, get_or_create_party
+from provenance.parties import add_credit, find_party, get_or_create_party
 from provenance.policies import load_policy
 
 SNAPSHOT_AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -284,3 +285,20 @@ def as_admin(engine: Engine, statements: Sequence[str], *, tables: Sequence[str]
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         for statement in statements:
             conn.exec_driver_sql(statement)
+
+
+def party_opt_out(session: Session, name: str, *, at: dt.datetime | None = None) -> ConsentEvent:
+    """The named party opts out of training (origin cli, with evidence), effective ``at``."""
+    party = find_party(session, name)
+    assert party is not None, name
+    event = record_consent(
+        session,
+        subject=ConsentSubject("party", party.id),
+        action="opt_out",
+        purpose="training",
+        effective_at=at or dt.datetime.now(dt.UTC),
+        origin="cli",
+        evidence="email from the artist",
+    )
+    assert event is not None
+    return event

@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from generation.variation import sample_variation
-from provenance.consent import ConsentSubject, record_consent
 from provenance.models import AuditEvent, Checkpoint
 from provenance.parties import find_party
 from tests.common.audio import tone_clip
@@ -40,6 +39,7 @@ from tests.common.generation import (
     rows,
     written,
 )
+from tests.common.ledger import party_opt_out
 from training.mel import log_mel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -186,18 +186,7 @@ def test_gate_that_cannot_decide_writes_nothing(
 
 
 def opt_out(session: Session, name: str) -> int:
-    party = find_party(session, name)
-    assert party is not None
-    event = record_consent(
-        session,
-        subject=ConsentSubject("party", party.id),
-        action="opt_out",
-        purpose="training",
-        effective_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
-        origin="cli",
-        evidence="email from the artist",
-    )
-    assert event is not None
+    event = party_opt_out(session, name, at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
     session.commit()
     return event.id
 

@@ -12,10 +12,8 @@ from sqlalchemy.orm import Session
 from provenance.audit.charts import consent_timeline
 from provenance.audit.html_report import render_html
 from provenance.audit.licence_report import build_licence_report
-from provenance.consent import ConsentSubject, record_consent
 from provenance.models import TrainingRun
-from provenance.parties import find_party
-from tests.common.ledger import build_recorded_run
+from tests.common.ledger import build_recorded_run, party_opt_out
 
 
 def _later() -> dt.datetime:
@@ -47,18 +45,7 @@ def test_tainted_report_highlights_rows_and_says_why_and_what_follows(
     session: Session, tmp_path: Path
 ) -> None:
     recorded = build_recorded_run(session, tmp_path)
-    party = find_party(session, "Will Savino")
-    assert party is not None
-    event = record_consent(
-        session,
-        subject=ConsentSubject("party", party.id),
-        action="opt_out",
-        purpose="training",
-        effective_at=dt.datetime.now(dt.UTC),
-        origin="cli",
-        evidence="email from the artist",
-    )
-    assert event is not None
+    event = party_opt_out(session, "Will Savino")
     report = build_licence_report(session, recorded.checkpoint, now=_later())
     html = render_html(session, report)
     taint = html.split('id="tainted"')[1].split("<h2>")[0]
