@@ -20,8 +20,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.bounded import submit_bounded
-from flows.local_runs import api_configured, publish, run_flow, run_logger, step
-from flows.prefect_api import prefect_api
+from flows.local_runs import publish, run_flow, run_logger, step
 from flows.sessions import transaction
 from provenance.empty_features import cover_empty_recordings
 from provenance.features import (
@@ -369,8 +368,6 @@ def run_featurize(
     """Run the flow: locally on 2 threads when no Prefect API is configured, else as a
     Prefect flow run on its thread runner; ``use_dask``: on a two-worker Dask cluster
     (a Prefect flow run, with a temporary server if none is configured)."""
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     params: dict[str, Any] = {
         "db_url": db_url,
         "shard_mb": shard_mb,
@@ -378,15 +375,10 @@ def run_featurize(
         "mel_config": mel_config.to_dict() if mel_config else None,
         "clap_path": clap_path,
     }
-    if use_dask:
-        with prefect_api():
-            dask_run: dict[str, Any] = featurize_flow.with_options(task_runner=dask_task_runner())(
-                **params
-            )
-            return dask_run
-    if api_configured():
-        runner: Any = ThreadPoolTaskRunner(max_workers=2)
-        result: dict[str, Any] = featurize_flow.with_options(task_runner=runner)(**params)
-        return result
-    local: dict[str, Any] = run_flow(featurize_flow, workers=2, **params)
-    return local
+    result: dict[str, Any] = run_flow(
+        featurize_flow,
+        workers=2,
+        dask_runner=dask_task_runner() if use_dask else None,
+        **params,
+    )
+    return result

@@ -26,8 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.bounded import submit_bounded
-from flows.local_runs import api_configured, publish, retry_on, run_flow, run_logger, step
-from flows.prefect_api import prefect_api
+from flows.local_runs import publish, retry_on, run_flow, run_logger, step
 from provenance.db import make_engine, session_factory
 from provenance.ingest import IngestOutcome
 from provenance.ingest_failures import mark_run_failed, record_or_quarantine
@@ -357,8 +356,6 @@ def run_ingest(
     """Run the flow: locally on ``workers`` threads when no Prefect API is configured,
     else as a Prefect flow run on a thread runner; ``use_dask``: on a two-worker Dask
     cluster (a Prefect flow run, with a temporary server if none is configured)."""
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     params: dict[str, Any] = {
@@ -371,15 +368,10 @@ def run_ingest(
         "in_flight": 2 * workers,
         "allowed_schemes": list(allowed_schemes),
     }
-    if use_dask:
-        with prefect_api():
-            dask_run: dict[str, Any] = ingest_source_flow.with_options(
-                task_runner=dask_task_runner()
-            )(**params)
-            return dask_run
-    if api_configured():
-        runner: Any = ThreadPoolTaskRunner(max_workers=workers)
-        result: dict[str, Any] = ingest_source_flow.with_options(task_runner=runner)(**params)
-        return result
-    local: dict[str, Any] = run_flow(ingest_source_flow, workers=workers, **params)
-    return local
+    result: dict[str, Any] = run_flow(
+        ingest_source_flow,
+        workers=workers,
+        dask_runner=dask_task_runner() if use_dask else None,
+        **params,
+    )
+    return result

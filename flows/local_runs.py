@@ -105,11 +105,20 @@ def step(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-def run_flow(flow: Any, /, *, workers: int = 2, **params: Any) -> Any:
-    """Run ``flow`` with ``params``: a Prefect flow run when an API is configured, else a
-    local run with ``workers`` threads for submitted tasks."""
+def run_flow(flow: Any, /, *, workers: int = 2, dask_runner: Any = None, **params: Any) -> Any:
+    """Run ``flow`` with ``params``: a Prefect flow run on ``workers`` threads when an API is
+    configured, else a local run with ``workers`` threads for submitted tasks. With a
+    ``dask_runner`` it is always a Prefect flow run on it (with a temporary server, owned by
+    this process, when no API is configured)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.prefect_api import prefect_api
+
+    if dask_runner is not None:
+        with prefect_api():
+            return flow.with_options(task_runner=dask_runner)(**params)
     if api_configured():
-        return flow(**params)
+        return flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(**params)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fairchord") as pool:
         token = _pool.set(pool)
         try:
