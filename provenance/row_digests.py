@@ -89,6 +89,22 @@ COVERED_COLUMNS: dict[str, tuple[str, ...]] = {
     "parties": ("id", "name", "normalized_name", "kind", "created_at"),
     "party_aliases": ("id", "party_id", "alias", "normalized_alias"),
     "credits": ("id", "recording_id", "party_id", "role", "fact_source"),
+    "content_credentials": (
+        "id",
+        "generation_id",
+        "recording_id",
+        "status",
+        "manifest_label",
+        "signer",
+        "signer_sha256",
+        "trusted",
+        "digital_source_type",
+        "claims",
+        "validation",
+        "file_sha256",
+        "note",
+        "created_at",
+    ),
     # ``config`` is refreshed when the gate's cohort changes: not covered.
     "embedders": ("id", "sha256", "uri", "kind", "created_at"),
     # ``thresholds`` change at calibration: checked against the calibration event instead.

@@ -3,6 +3,7 @@
 from provenance.models.audit import AuditEvent
 from provenance.models.base import Base, UTCDateTime, utcnow
 from provenance.models.catalog import IngestionRun, QuarantineItem, Recording, Sighting, Source
+from provenance.models.credentials import ContentCredential
 from provenance.models.features import Embedder, FeatureSet, FeatureSetRecording, FeatureShard
 from provenance.models.generation import GateDecision, Generation
 from provenance.models.parties import Credit, Party, PartyAlias
@@ -19,6 +20,7 @@ APPEND_ONLY_TABLES = (
     "credits",
     "party_aliases",
     "parties",
+    "content_credentials",
 )
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "Base",
     "Checkpoint",
     "ConsentEvent",
+    "ContentCredential",
     "Credit",
     "Embedder",
     "EmbeddingIndex",

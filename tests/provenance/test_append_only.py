@@ -13,6 +13,7 @@ from provenance.db import session_factory
 from provenance.models import (
     APPEND_ONLY_TABLES,
     ConsentEvent,
+    ContentCredential,
     Credit,
     GateDecision,
     LicenceAssertion,
@@ -67,6 +68,7 @@ def _fill(engine: Engine) -> None:
         )
         s.add(Credit(recording_id=rec.id, party_id=party.id, role="artist"))
         s.add(PartyAlias(party_id=party.id, alias="B", normalized_alias="b"))
+        s.add(ContentCredential(recording_id=rec.id, status="invalid", claims={}, validation={}))
         append_event(s, "test.event", entity="test", payload={"n": 1})
 
 
@@ -78,6 +80,7 @@ MODELS = {
     "credits": Credit,
     "party_aliases": PartyAlias,
     "parties": Party,
+    "content_credentials": ContentCredential,
 }
 
 
@@ -132,6 +135,7 @@ REWRITE = {
     "credits": ("fact_source", "'edited'", "recording_id, party_id, role"),
     "party_aliases": ("alias", "'C'", "party_id, normalized_alias"),
     "parties": ("name", "'Z'", "normalized_name"),
+    "content_credentials": ("status", "'valid'", None),
 }
 
 
