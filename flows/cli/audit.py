@@ -193,6 +193,14 @@ def _print_table(report: LicenceReport) -> None:
     )
     console.print("obligations: " + terminal_safe(", ".join(report.obligations) or "none"))
     _print_gate_detectors(report)
+    _print_output_signers(report)
+
+
+def _print_output_signers(report: LicenceReport) -> None:
+    from provenance.audit.signers import SECTION_TITLE, signers_summary
+
+    summary = signers_summary(report.output_signers)
+    console.print(f"{SECTION_TITLE}: {terminal_safe(summary)}", highlight=False)
 
 
 def _print_gate_detectors(report: LicenceReport) -> None:

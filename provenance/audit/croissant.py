@@ -214,6 +214,19 @@ def croissant_snapshot(report: LicenceReport) -> dict[str, Any]:
         "prov:wasDerivedFrom": [{"@id": d["@id"]} for d in distribution],
         "distribution": distribution,
         "gateDetectors": [_gate_detector(d) for d in report.gate_detectors],
+        # The certificates that signed the Content Credentials of the checkpoint's outputs.
+        "contentCredentials": {
+            "signers": [
+                {
+                    "@type": "prov:Agent",
+                    "name": s["subject"],
+                    "sha256": s["sha256"],
+                    "filesSigned": s["files"],
+                }
+                for s in report.output_signers.get("signers", [])
+            ],
+            "unsignedFiles": report.output_signers.get("unsigned", 0),
+        },
         # The audit chain's head when exported: `fairchord audit verify` checks it.
         "auditHead": report.audit_head,
         "recordSet": [

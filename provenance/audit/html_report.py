@@ -12,6 +12,7 @@ from provenance.audit.charts import barh, consent_timeline, data_uri
 from provenance.audit.html_sections import (
     gate_section,
     members_table,
+    signers_section,
     taint_section,
     totals_table,
     verify_section,
@@ -121,6 +122,7 @@ generated {escape(report.generated_at.isoformat())}, audit chain head
 {totals_table(report)}
 <h2>Obligations</h2><ul>{obligations or "<li>none</li>"}</ul>
 {gate_section(report)}
+{signers_section(report)}
 <h2>Members</h2>
 {members_table(report)}
 {verify_section(report, head=head, policy_sha256=policy_sha256)}

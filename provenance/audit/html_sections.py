@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from provenance.audit.detectors import NOT_CALIBRATED, SECTION_TITLE, joined
 from provenance.audit.licence_report import LicenceReport, licence_ids, licence_url
+from provenance.audit.signers import SECTION_TITLE as SIGNERS_TITLE
 from provenance.models import ConsentEvent
 
 
@@ -196,3 +197,34 @@ compare the members and verdict.</li>
 <code>{escape(policy_sha256)}</code> (<code>fairchord policy show {escape(report.policy)}</code>
 prints the current one).</li>
 </ol>"""
+
+
+def signers_section(report: LicenceReport) -> str:
+    """The certificates that signed the checkpoint's generated files, with fingerprints."""
+    signed = report.output_signers or {}
+    rows = "".join(
+        f"<tr><td>{escape(str(s['subject']))}</td>"
+        f'<td><code class="sha">{escape(str(s["sha256"]))}</code></td>'
+        f"<td>{s['files']}</td></tr>"
+        for s in signed.get("signers", [])
+    )
+    unsigned = signed.get("unsigned", 0)
+    table = (
+        '<table id="output-signers"><tr><th>certificate subject</th>'
+        "<th>sha256 fingerprint (DER)</th><th>files signed</th></tr>"
+        f"{rows}</table>"
+        if rows
+        else '<p id="output-signers">No signed generated file is recorded.</p>'
+    )
+    note = (
+        f"<p>{unsigned} generated file(s) were written without a credential "
+        "(no signing keys were configured).</p>"
+        if unsigned
+        else ""
+    )
+    return (
+        f"<h2>{escape(SIGNERS_TITLE)}</h2>{table}{note}"
+        '<p class="muted">Check one file with <code>fairchord verify-output FILE</code>. '
+        "A credential proves who signed the file and that its audio is unchanged since; "
+        "it does not survive re-encoding.</p>"
+    )

@@ -9,7 +9,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from provenance.audit.detectors import gate_detectors, gate_summary
 from provenance.audit.members import MemberRow, member_rows
+from provenance.audit.signers import output_signers
 from provenance.audit.taint import RunTaint, run_taint
 from provenance.audit_log import chain_head
 from provenance.csv_safety import safe_row
@@ -81,6 +82,9 @@ class LicenceReport:
     # The audit chain's head when the report was made ({"seq", "hash"}): an anchor that
     # leaves the database with the report (``provenance.audit.anchors``).
     audit_head: dict[str, Any] | None = None
+    # Who signed the Content Credentials of the checkpoint's generated files
+    # (``provenance.audit.signers``): {"signers": [...], "unsigned": n}.
+    output_signers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gate_summary(self) -> str:
@@ -104,6 +108,11 @@ class LicenceReport:
                 value = {k: dict(v) for k, v in value.items()}
             elif f.name == "totals_by_consent":
                 value = dict(value)
+            elif f.name == "output_signers":
+                value = {
+                    "signers": [dict(x) for x in value.get("signers", [])],
+                    "unsigned": value.get("unsigned", 0),
+                }
             elif f.name == "obligations":
                 value = {k: list(v) for k, v in value.items()}
             elif f.name == "taint":
@@ -158,6 +167,7 @@ def build_licence_report(
         taint=taint,
         gate_detectors=gate_detectors(session, checkpoint.id),
         audit_head=chain_head(session).to_dict(),
+        output_signers=output_signers(session, checkpoint.id),
     )
 
 
