@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from training.musicnn.embedder import (
     MODEL_DIR,
@@ -18,6 +19,7 @@ from training.musicnn.embedder import (
     package_dir,
 )
 from training.musicnn.frontend import PATCH_FRAMES, log_mel
+from training.musicnn.model import Musicnn
 from training.musicnn.tf_bundle import BundleFormatError, read_bundle, read_index
 
 DATA = Path(__file__).parent / "data" / "musicnn"
@@ -130,3 +132,24 @@ def test_load_refuses_weights_that_are_not_the_pinned_ones(tmp_path: Path) -> No
     (copy / ".index").unlink()
     with pytest.raises(MusicnnUnavailable, match="missing"):
         MusicnnEmbedder.load(directory=copy)
+
+
+@pytest.mark.parametrize("patches", [1, 3, 5])
+def test_factorised_fast_path_matches_the_plain_filter_banks(patches: int) -> None:
+    """The factorised banks and their pooled matrix-product mix (what the gate runs) give the
+    checkpoint's plain convolutions' outputs, up to float rounding, at any batch size."""
+    tensors = read_bundle(str(package_dir() / MODEL_DIR) + "/")
+    plain, fast = Musicnn(), Musicnn()
+    plain.load_tf_variables(tensors, factorised=False)
+    fast.load_tf_variables(tensors)
+    assert any(isinstance(conv, torch.nn.Sequential) for conv in fast.timbral)
+    assert not any(isinstance(conv, torch.nn.Sequential) for conv in plain.timbral)
+    generator = torch.Generator().manual_seed(patches)
+    # Compressed log-mel values lie in [0, ~5]; random patches exercise every filter.
+    mel = 5.0 * torch.rand(patches, PATCH_FRAMES, 96, generator=generator)
+    with torch.inference_mode():
+        want, got = plain(mel), fast(mel)
+    for key in ("logits", "penultimate", "mean_pool", "max_pool"):
+        expected, actual = getattr(want, key), getattr(got, key)
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4 * max(scale, 1.0))
