@@ -2,7 +2,10 @@
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
 The sidecar says what the clip is (prompt, seed, checkpoint, CLAP, vocoder) and why it was
-allowed out (the prompt screen's and the similarity gate's decisions).
+allowed out (the prompt screen's and the similarity gate's decisions). With signing keys
+the audio carries a signed C2PA manifest (:mod:`generation.credentials`): it is signed
+from a temporary plain copy into the temporary name before the rename, so the file that
+appears is already signed; the sidecar's ``content_credentials`` says signed or unsigned.
 """
 
 from __future__ import annotations
@@ -17,12 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from generation.credentials import (
+    ClipClaims,
+    credential_summary,
+    generation_manifest,
+    sign_audio,
+)
 from generation.gate import GateResult
 from generation.prompt_screen import ScreenResult
 from generation.request import ClipOutcome, GenerationRequest, SampledClip
 from generation.vocoder import Vocoder
+from provenance.content_credentials import CredentialReading
 from provenance.hashing import sha256_file
 from provenance.models import Checkpoint, Generation, utcnow
+from provenance.signing_keys import SigningKeys
 from training.checkpoint import CheckpointMeta
 from training.mel import MelConfig
 
@@ -45,6 +56,35 @@ def write_audio(path: Path, wave: np.ndarray, sample_rate: int, fmt: str) -> Non
         path,
         lambda tmp: sf.write(tmp, wave, sample_rate, format=fmt.upper(), subtype="PCM_16"),
     )
+
+
+def write_signed_audio(
+    path: Path,
+    wave: np.ndarray,
+    sample_rate: int,
+    fmt: str,
+    *,
+    manifest: dict[str, Any],
+    keys: SigningKeys,
+) -> CredentialReading:
+    """Audio as :func:`write_audio`, signed with ``manifest`` before it takes its name.
+
+    Returns the validator's reading of the signed file; raises
+    :class:`generation.credentials.SigningFailed` (nothing is left at ``path`` then).
+    """
+    import soundfile as sf
+
+    plain = path.with_name(f".{path.name}.plain.tmp")
+    signed: list[CredentialReading] = []
+    try:
+        sf.write(plain, wave, sample_rate, format=fmt.upper(), subtype="PCM_16")
+        _write_atomic(
+            path,
+            lambda tmp: signed.append(sign_audio(plain, tmp, manifest, keys, container=fmt)),
+        )
+    finally:
+        plain.unlink(missing_ok=True)
+    return signed[0]
 
 
 def write_spectrogram_png(path: Path, mel: torch.Tensor, *, title: str, hop_seconds: float) -> None:
@@ -167,17 +207,40 @@ def write_clip(
     seconds: float,
     tainted_override: bool,
     audit_head: dict[str, Any],
-) -> None:
-    """Write an allowed clip's audio, spectrogram and sidecar; sets the clip's paths and sha256.
+    claims: ClipClaims,
+    keys: SigningKeys | None,
+    signing_error: str | None = None,
+) -> CredentialReading | None:
+    """Write an allowed clip's audio, spectrogram and sidecar; sets the clip's paths, sha256
+    and credential summary, and returns the signed file's credential reading (None unsigned).
 
     ``audit_head`` is the audit chain's head after the clip's gate decision: an anchor that
-    leaves with the clip (:mod:`provenance.audit.anchors`).
+    leaves with the clip (:mod:`provenance.audit.anchors`). ``claims`` is what the
+    clip's Content Credential states; without ``keys`` the audio is written unsigned
+    (``signing_error`` says why, when signing was tried and failed).
     """
     stem = f"gen-{row.id:06d}-seed{item.seed}"
     clip.audio_path = request.out_dir / f"{stem}.{request.format}"
     clip.png_path = request.out_dir / f"{stem}.png"
     clip.sidecar_path = request.out_dir / f"{stem}.json"
-    write_audio(clip.audio_path, item.wave, mel_config.sample_rate, request.format)
+    reading = None
+    if keys is not None:
+        manifest = generation_manifest(claims, title=clip.audio_path.name)
+        reading = write_signed_audio(
+            clip.audio_path,
+            item.wave,
+            mel_config.sample_rate,
+            request.format,
+            manifest=manifest,
+            keys=keys,
+        )
+    else:
+        write_audio(clip.audio_path, item.wave, mel_config.sample_rate, request.format)
+    clip.credential = credential_summary(
+        reading, keys.leaf.sha256 if keys is not None and reading is not None else None
+    )
+    if signing_error is not None:
+        clip.credential["note"] = signing_error
     write_spectrogram_png(
         clip.png_path,
         item.mel,
@@ -201,4 +264,6 @@ def write_clip(
         tainted_override=tainted_override,
     )
     sidecar["audit_head"] = audit_head
+    sidecar["content_credentials"] = clip.credential
     write_sidecar(clip.sidecar_path, sidecar)
+    return reading

@@ -20,7 +20,10 @@
    default), then the **similarity gate** on every clip;
 7. **writing** the allowed clips (:mod:`generation.outputs`: audio, JSON sidecar,
    spectrogram PNG) — only once every clip has a decision: if the gate cannot decide
-   on any clip, nothing is written.
+   on any clip, nothing is written. With signing keys the audio carries a signed C2PA
+   manifest (:mod:`generation.credentials`); without them, or when signing fails, it is
+   written unsigned. Either way a ``content_credentials`` row says which. Blocked clips
+   are never written, signed or not.
 
 Every attempt becomes ``generations`` rows (one per clip; one for an attempt
 that stopped before sampling) with their ``gate_decisions`` (the prompt screen's
@@ -36,6 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +57,7 @@ from generation.checkpoint_checks import (
     taint_payload,
 )
 from generation.clip_sampling import init_mel_for, sample_clip, step_callback
+from generation.credentials import UNSIGNED_NOTE, ClipClaims, SigningFailed
 from generation.gate import AudioEmbedder, SimilarityGate, record_gate_decision
 from generation.index import GateUnavailable, load_index
 from generation.outputs import describe_vocoder, write_clip
@@ -62,9 +67,12 @@ from generation.vocoder import GriffinLimVocoder, Vocoder
 from provenance.audit.coverage import SCREEN_TABLES, LedgerTampered, require_covered
 from provenance.audit.taint import run_taint
 from provenance.audit_log import append_event, chain_head
+from provenance.credential_rows import record_output_credential
 from provenance.generations import record_output
 from provenance.hashing import sha256_bytes
 from provenance.models import Checkpoint, TrainingRun
+from provenance.signing_keys import SigningKeys
+from provenance.training_data_statement import training_data_statement
 from provenance.training_runs import run_of_checkpoint
 from training.checkpoint import CheckpointMeta
 from training.diffusion.denoiser import Denoiser
@@ -94,6 +102,8 @@ class _Attempt:
     ckpt: Checkpoint
     screened: ScreenResult
     outcome: GenerationOutcome
+    run: TrainingRun
+    keys: SigningKeys | None = None
 
 
 @dataclass
@@ -277,6 +287,7 @@ def _record_and_write(
     mel_config = models.mel_config
     request.out_dir.mkdir(parents=True, exist_ok=True)
     seconds = (frames - 1) * mel_config.hop_length / mel_config.sample_rate
+    statement: dict[str, Any] | None = None  # the run's training-data statement, read once
     for item in sampled:
         result = item.gate
         assert result is not None
@@ -289,8 +300,8 @@ def _record_and_write(
             seconds=seconds,
             params={"clip": item.index, "gain": item.gain, "vocoder": describe_vocoder(vocode)},
         )
-        record_screen_decision(session, row.id, attempt.screened)
-        record_gate_decision(session, row.id, result)
+        screen_decision = record_screen_decision(session, row.id, attempt.screened)
+        gate_decision = record_gate_decision(session, row.id, result)
         clip = ClipOutcome(
             index=item.index,
             seed=item.seed,
@@ -300,7 +311,24 @@ def _record_and_write(
             gate=result.to_json(),
         )
         if result.verdict == "allow":
-            write_clip(
+            if statement is None:
+                statement = training_data_statement(session, attempt.run).to_dict()
+            head = chain_head(session)
+            claims = ClipClaims(
+                request=request,
+                item=item,
+                result=result,
+                screened=attempt.screened,
+                generation_id=row.id,
+                checkpoint=attempt.ckpt,
+                snapshot_digest=models.meta.snapshot_digest,
+                gate_decision=gate_decision,
+                screen_decision=screen_decision,
+                audit_head=str(head),
+                training_data=statement,
+            )
+            write = partial(
+                write_clip,
                 clip,
                 item,
                 result,
@@ -314,11 +342,32 @@ def _record_and_write(
                 vocoder=vocode,
                 seconds=seconds,
                 tainted_override=outcome.tainted_override,
-                audit_head=chain_head(session).to_dict(),
+                audit_head=head.to_dict(),
+                claims=claims,
             )
-            assert clip.audio_path is not None
+            note = None if attempt.keys is not None else UNSIGNED_NOTE
+            try:
+                signed = write(keys=attempt.keys)
+            except SigningFailed as exc:
+                # Fail closed on the gate, not on signing: the allowed clip goes out unsigned.
+                note = f"signing failed, written unsigned: {exc}"
+                log.warning("clip %d (seed %d): %s", item.index, item.seed, note)
+                signed = write(keys=None, signing_error=note)
+            assert clip.audio_path is not None and clip.output_sha256 is not None
             record_output(
                 session, row, uri=clip.audio_path.resolve().as_uri(), sha256=clip.output_sha256
+            )
+            record_output_credential(
+                session,
+                generation_id=row.id,
+                file_sha256=clip.output_sha256,
+                signed=signed,
+                signer_sha256=(
+                    attempt.keys.leaf.sha256
+                    if signed is not None and attempt.keys is not None
+                    else None
+                ),
+                note=note,
             )
         else:
             log.info(
@@ -342,6 +391,7 @@ def generate(
     vocoder: Vocoder | None = None,
     screen: PromptScreen | None = None,
     on_step: Callable[[], None] | None = None,
+    signing_keys: SigningKeys | None = None,
 ) -> GenerationOutcome:
     """Screen, check, sample, vocode, gate and write; see the module docstring for the order.
 
@@ -353,7 +403,9 @@ def generate(
     (a blocked prompt never loads CLAP); any error it raises counts as
     :class:`GateUnavailable`. ``load_gate_embedder`` loads the similarity gate's audio
     embedder (the CLI's is MSD-musicnn); without it the gate embeds with the CLAP.
-    ``on_step`` is called after every sampler step.
+    ``on_step`` is called after every sampler step. ``signing_keys`` sign every written
+    clip's audio (:func:`provenance.signing_keys.find_signing_keys` finds the configured
+    ones); without them the clips are written unsigned, and recorded as such.
     """
     ckpt = checkpoint
     screened = _screen_prompt(session, request, screen)
@@ -374,7 +426,7 @@ def generate(
         raise CheckpointInvalid(
             f"checkpoint {ckpt.id}: training run {ckpt.training_run_id} is gone"
         )
-    attempt = _Attempt(session, request, ckpt, screened, outcome)
+    attempt = _Attempt(session, request, ckpt, screened, outcome, run, signing_keys)
 
     # 2. Taint: refuse a checkpoint whose snapshot no longer holds, unless overridden.
     _check_taint(attempt, run)

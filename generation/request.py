@@ -37,6 +37,8 @@ class GenerationRequest:
     init_audio_sha256: str | None = None
     strength: float = 0.6
     allow_tainted: bool = False
+    # Put the prompt itself in the Content Credential (its sha256 is always there).
+    credential_prompt: bool = False
 
     def __post_init__(self) -> None:
         self.sampler = self.sampler.replace("-", "_")
@@ -90,6 +92,8 @@ class ClipOutcome:
     sidecar_path: Path | None = None
     png_path: Path | None = None
     output_sha256: str | None = None
+    # The sidecar's content_credentials entry: status signed | unsigned, label, signer.
+    credential: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +108,7 @@ class ClipOutcome:
             "sidecar": str(self.sidecar_path) if self.sidecar_path else None,
             "png": str(self.png_path) if self.png_path else None,
             "output_sha256": self.output_sha256,
+            "content_credentials": self.credential,
         }
 
 

@@ -5,6 +5,11 @@ checkpoint and CLAP checks, sampling, Griffin-Lim, the similarity gate on every
 clip, then audio + JSON sidecar + spectrogram PNG for each allowed clip. Every
 attempt, allowed or not, is stored in ``generations`` and ``gate_decisions``.
 
+Every written audio file carries Content Credentials (a C2PA manifest signed with the
+keys of ``fairchord keys init``, or ``FAIRCHORD_SIGNING_CERT``/``_KEY``); without keys
+the command warns once and writes unsigned files, recorded as unsigned. Check a file
+with ``fairchord verify-output``.
+
 Exit codes:
 
 - 0 every clip was allowed and written;
@@ -47,6 +52,11 @@ HELP = (
     "the checkpoint's training snapshot), then for each allowed clip: audio, a JSON sidecar "
     "(prompt, seed, sampler, checkpoint and CLAP sha256, snapshot digest, gate scores and "
     "verdict, time) and a spectrogram PNG. Every attempt is recorded, allowed or not.\n\n"
+    "Every written audio file carries signed Content Credentials (C2PA): that it was made "
+    "by a trained model, the checkpoint, snapshot, policy, gate decision, prompt sha256 "
+    "and what it was trained on. Keys: `fairchord keys init`, or FAIRCHORD_SIGNING_CERT and "
+    "FAIRCHORD_SIGNING_KEY; without keys the files are written unsigned (one warning). "
+    "Check a file with `fairchord verify-output`.\n\n"
     "Exit codes:\n"
     "0 every clip written;\n"
     "1 unexpected failure;\n"
@@ -94,6 +104,11 @@ def register(app: typer.Typer) -> None:
             "--allow-tainted",
             help="Generate from a tainted checkpoint; only for research-policy runs; audited.",
         ),
+        credential_prompt: bool = typer.Option(
+            False,
+            "--credential-prompt",
+            help="Put the prompt itself in the Content Credential (its sha256 always is).",
+        ),
         clap: str = typer.Option(
             None, "--clap", help="CLAP checkpoint (default: ours); must be the checkpoint's."
         ),
@@ -105,10 +120,12 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         from generation.checkpoint_checks import CheckpointInvalid, TaintedCheckpoint
+        from generation.credentials import check_signing_keys
         from generation.index import GateUnavailable
         from generation.pipeline import generate
         from generation.request import GenerationRequest
         from provenance.settings import fairchord_home
+        from provenance.signing_keys import SigningKeyError, find_signing_keys
 
         init_wave = None
         init_sha = None
@@ -137,9 +154,24 @@ def register(app: typer.Typer) -> None:
                 init_audio_sha256=init_sha,
                 strength=strength,
                 allow_tainted=allow_tainted,
+                credential_prompt=credential_prompt,
             )
         except ValueError as exc:
             fail(escape(str(exc)), EXIT_BAD_INPUT)
+        try:
+            keys = find_signing_keys()
+            if keys is not None:
+                check_signing_keys(keys)
+        except SigningKeyError as exc:
+            fail(escape(f"signing keys: {exc}"), EXIT_BAD_INPUT)
+        if keys is None:
+            err_console.print(
+                "[yellow]warning:[/yellow] no signing keys: the audio is written without "
+                "Content Credentials (run `fairchord keys init`, or set "
+                "FAIRCHORD_SIGNING_CERT and FAIRCHORD_SIGNING_KEY)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
         failure: tuple[str, int] | None = None
         with session_scope() as session:
@@ -164,6 +196,7 @@ def register(app: typer.Typer) -> None:
                         load_embedder=lambda: load_clap_embedder(clap),
                         load_gate_embedder=load_gate_embedder,
                         on_step=lambda: bar.advance(task),
+                        signing_keys=keys,
                     )
                 except TaintedCheckpoint as exc:
                     failure = (f"refused: {exc}", EXIT_TAINTED)
@@ -178,14 +211,14 @@ def register(app: typer.Typer) -> None:
         if failure is not None:
             fail(escape(failure[0]), failure[1])
 
-        _report(outcome.to_json(), json_output=json_output)
+        _report(outcome.to_json(), json_output=json_output, signing=keys is not None)
         if outcome.status == "blocked_prompt":
             raise typer.Exit(EXIT_PROMPT_BLOCKED)
         if outcome.blocked:
             raise typer.Exit(EXIT_BLOCKED)
 
 
-def _report(doc: dict[str, Any], *, json_output: bool) -> None:
+def _report(doc: dict[str, Any], *, json_output: bool, signing: bool = False) -> None:
     from rich.markup import escape
 
     if json_output:
@@ -206,6 +239,13 @@ def _report(doc: dict[str, Any], *, json_output: bool) -> None:
         )
     for clip in doc["clips"]:
         head = f"clip {clip['index']} (seed {clip['seed']}, generation {clip['generation_id']})"
+        credential = clip.get("content_credentials") or {}
+        if signing and credential.get("status") == "unsigned":
+            err_console.print(
+                f"{head}: [yellow]written unsigned[/yellow]: {escape(str(credential.get('note')))}",
+                highlight=False,
+                soft_wrap=True,
+            )
         if clip["verdict"] == "allow":
             if not json_output:
                 console.print(

@@ -193,3 +193,28 @@ def audit_actions(session: Session) -> list[str]:
 
 def written(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+def train_tiny(out_dir: Path) -> Trained:
+    """The debug UNet after two real training steps on synthetic tone mels (what
+    tests/generation's ``trained`` fixture holds), for test packages outside it."""
+    from training.checkpoint import load_checkpoint
+    from training.synthetic_data import synthetic_segments
+    from training.train_config import get_config
+    from training.train_loop import train
+
+    data = synthetic_segments(8, frames=64, recordings=2)
+    config = get_config("debug").replace(max_steps=2, warmup_steps=1, eval_every=2)
+    result = train(config, train_data=data, val_data=None, out_dir=out_dir, progress=False)
+    final = result.final_checkpoint
+    assert final is not None
+    denoiser, _ = load_checkpoint(final.path)
+    return Trained(result.config, denoiser)
+
+
+def content_credential_rows(session: Session) -> list[Any]:
+    """Every ``content_credentials`` row, oldest first (fresh from the database)."""
+    from provenance.models import ContentCredential
+
+    session.expire_all()
+    return list(session.execute(select(ContentCredential).order_by(ContentCredential.id)).scalars())
