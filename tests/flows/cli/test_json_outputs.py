@@ -14,7 +14,8 @@ from flows.cli import app
 from tests.common.ledger import build_recorded_run
 
 # argv without --json; {tmp} is the test's folder. Exit codes: 0, or what the command
-# documents for a non-error outcome (4: quarantined items or a tainted run).
+# documents for a non-error outcome (4: quarantined items or a tainted run; 10: a file
+# without Content Credentials).
 COMMANDS: list[tuple[list[str], tuple[int, ...]]] = [
     (["db", "current"], (0,)),
     (["policy", "show", "commercial"], (0,)),
@@ -27,6 +28,9 @@ COMMANDS: list[tuple[list[str], tuple[int, ...]]] = [
     (["audit", "head"], (0,)),
     (["audit", "verify"], (0, 1)),
     (["ingest", "{tmp}/incoming"], (0,)),
+    (["keys", "init"], (0,)),
+    (["keys", "show"], (0,)),
+    (["verify-output", "{tmp}/do-not-train.csv"], (10,)),
 ]
 
 
