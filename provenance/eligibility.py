@@ -16,7 +16,12 @@
 4. consent — :func:`provenance.consent.current_consent` for the policy's
    consent purpose at ``at``. Opted out → the state's reason
    (``opted_out:recording``, ``opted_out:party=<id>``, ``opted_out:source=<id>``);
-   with ``opt_in_required``, anything but opted in → ``no_opt_in``.
+   an opt-out read from the file's own Content Credentials (origin ``c2pa``) →
+   ``opted_out:recording:c2pa``; with ``opt_in_required``, anything but opted in →
+   ``no_opt_in``.
+5. generated media — a valid Content Credential saying a trained model made the file
+   (``trainedAlgorithmicMedia``) → ``ai_generated``, unless the policy's
+   ``[provenance] ai_generated_ok`` is true. An invalid credential counts for nothing.
 
 A recording is eligible when no reason was found.
 """
@@ -31,9 +36,10 @@ from license_expression import AND, OR, LicenseSymbol, LicenseWithExceptionSymbo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenance.consent import ConsentSubject, current_consent
+from provenance.consent import C2PA_ORIGIN, ConsentState, ConsentSubject, current_consent
+from provenance.credential_rows import generated_media_recordings
 from provenance.licences import NOASSERTION, current_licence, parse_concluded
-from provenance.models import Recording, utcnow
+from provenance.models import ConsentEvent, Recording, utcnow
 from provenance.parties import artist_names_by_recording, recording_artist_ids
 from provenance.policies import Policy
 
@@ -125,9 +131,12 @@ def eligibility(
         session, ConsentSubject("recording", recording_id), policy.consent_purpose, at=at
     )
     if consent.state == "opted_out":
-        reasons.append(consent.reason)
+        reasons.append(_opt_out_reason(session, consent))
     elif policy.consent_requirement == "opt_in_required" and consent.state != "opted_in":
         reasons.append("no_opt_in")
+
+    if not policy.ai_generated_ok and generated_media_recordings(session, [recording_id]):
+        reasons.append("ai_generated")
 
     return Eligibility(
         recording_id=recording_id,
@@ -138,6 +147,16 @@ def eligibility(
         consent_state=consent.state,
         consent_event_id=consent.event_id,
     )
+
+
+def _opt_out_reason(session: Session, consent: ConsentState) -> str:
+    """The consent reason, marked ``:c2pa`` when the deciding opt-out was read from the
+    file's own Content Credentials."""
+    if consent.level == "recording" and consent.event_id is not None:
+        event = session.get(ConsentEvent, consent.event_id)
+        if event is not None and event.origin == C2PA_ORIGIN:
+            return f"{consent.reason}:{C2PA_ORIGIN}"
+    return consent.reason
 
 
 def eligibility_table(

@@ -1,5 +1,11 @@
 """What a source states about a recording (title, credits, licence, manifest consent), written down.
 
+The file's own Content Credentials are written down too: a ``content_credentials`` row,
+valid or not, and, when a *valid* credential refuses AI training (a training-and-mining
+entry ``ai_training`` or ``ai_generative_training`` that is ``notAllowed`` or
+``constrained``), an opt-out of ``training`` on the recording with origin ``c2pa``. An
+invalid credential neither grants nor removes anything.
+
 A title or source url longer than its column is stored cut and flagged ``oversized_fact``;
 a credited name that cannot name a party, a licence that cannot be parsed and a consent
 statement that cannot be parsed are flagged too, and the recording is kept.
@@ -8,6 +14,7 @@ statement that cannot be parsed are flagged too, and the recording is kept.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -101,7 +108,39 @@ def record_facts(
         if claims:
             _record_manifest_consent(session, rec, source_uri, item, claims)
             fact_sources["consent"] = item.fact_sources.get("consent", "source")
+    if prepared.credential is not None:
+        _record_credential(session, rec, prepared.credential)
+        fact_sources["credential"] = "c2pa"
     return flags, fact_sources
+
+
+def _record_credential(session: Session, rec: Recording, credential: dict[str, Any]) -> None:
+    """The credential read from the file and, for a valid refusal of training, its opt-out
+    (keyed on the bytes and the manifest: reading the same file again adds nothing)."""
+    from provenance.consent import C2PA_ORIGIN, ConsentSubject, record_consent
+    from provenance.content_credentials import CredentialReading, training_refusal
+    from provenance.credential_rows import record_input_credential
+
+    reading = CredentialReading.from_dict(credential)
+    record_input_credential(session, recording_id=rec.id, reading=reading, file_sha256=rec.sha256)
+    refused = training_refusal(reading)
+    if not refused:
+        return
+    uses = ", ".join(f"{name}={reading.training_mining[name]}" for name in refused)
+    trust = "trusted" if reading.trusted else "untrusted"
+    record_consent(
+        session,
+        subject=ConsentSubject(kind="recording", id=rec.id),
+        action="opt_out",
+        purpose="training",
+        effective_at=utcnow(),
+        origin=C2PA_ORIGIN,
+        evidence=(
+            f"c2pa manifest {reading.manifest_label} signed by {reading.signer} "
+            f"({trust} signer) :: {uses} :: file sha256 {rec.sha256}"
+        )[:2000],
+        dedupe_key=sha256_bytes(f"c2pa|{rec.sha256}|{reading.manifest_label}|training".encode()),
+    )
 
 
 def _record_manifest_consent(

@@ -3,7 +3,8 @@
 :func:`prepare_item` reads the bytes (never blocking on a FIFO, never following a
 URL the source does not allow; :mod:`provenance.ingest_reads`), sha256s them, judges
 the header before decoding (:mod:`provenance.ingest_checks`), decode-validates and
-measures them (``provenance.audio_probe.probe_audio``), reads file tags, and, only
+measures them (``provenance.audio_probe.probe_audio``), reads file tags and any
+Content Credentials (C2PA manifest, :mod:`provenance.content_credentials`), and, only
 for acceptable audio, copies the bytes into the content-addressed object store. What
 it returns is a :class:`PreparedItem` of plain values, so it can cross to a Dask worker
 and back; :mod:`provenance.ingest_record` writes it to the database.
@@ -11,7 +12,9 @@ and back; :mod:`provenance.ingest_record` writes it to the database.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +36,8 @@ from provenance.ingest_reads import Refused as _Refused
 from provenance.ingest_reads import fetch_remote, open_regular, regular_file_size
 from provenance.object_store import ObjectStore, crash_point
 from provenance.sources.base import SourceItem
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class PreparedItem:
     tag_title: str | None = None
     tag_artists: tuple[str, ...] = ()
     tag_licence: str | None = None
+    # The file's Content Credentials (``CredentialReading.to_dict()``), None without any.
+    credential: dict[str, Any] | None = None
     seconds: float = 0.0
 
     @property
@@ -185,6 +192,7 @@ def _prepare_local(
             reason_detail=reason[1],
         )
     tags = _tags(path, limits)
+    credential = _credential(path, facts.container)
     crash_point("before_object")
     try:
         _, uri = store.put_file(path, expected_sha256=sha)
@@ -200,6 +208,7 @@ def _prepare_local(
         tag_title=tags.title,
         tag_artists=tags.artists,
         tag_licence=tags.licence,
+        credential=credential,
     )
 
 
@@ -219,6 +228,39 @@ def _tags(path: Path, limits: IngestLimits) -> Any:
     from provenance.sources.tags import FileTags, read_tags
 
     return read_tags(path) if limits.read_tags else FileTags()
+
+
+def _credential(path: Path, container: str) -> dict[str, Any] | None:
+    """The file's Content Credentials as plain values, or None (no manifest, or a container
+    C2PA does not cover). A manifest that does not validate comes back ``invalid``; a
+    reader that fails outright is logged and read as none: it never refuses the audio."""
+    from provenance.content_credentials import mime_for, read_credential
+    from provenance.signing_keys import TRUST_ENV
+
+    if mime_for(path, container) is None:
+        return None
+    try:
+        anchors = _trust_anchors()
+        reading = read_credential(path, container=container, trust_anchors_pem=anchors)
+    except Exception as exc:  # the C2PA library itself, never the file's verdict
+        logger.warning(
+            "%s: content credentials not read (%s: %s); check %s and c2pa-python",
+            path,
+            type(exc).__name__,
+            exc,
+            TRUST_ENV,
+        )
+        return None
+    return reading.to_dict() if reading is not None else None
+
+
+def _trust_anchors() -> str | None:
+    """The CAs an incoming credential may chain to: ``$FAIRCHORD_TRUST_ANCHORS`` only (the
+    home's development CA vouches for fairchord's own outputs, not for what it ingests)."""
+    from provenance.signing_keys import TRUST_ENV
+
+    named = os.environ.get(TRUST_ENV)
+    return Path(named).read_text(encoding="ascii") if named else None
 
 
 def _limit_violation(duration: float, peak: float, limits: IngestLimits) -> tuple[str, str] | None:

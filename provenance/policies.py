@@ -15,6 +15,9 @@ A policy file holds::
     share_alike_ok = true          # licences with share-alike terms are acceptable
     [licences]
     allowed = ["CC-BY-4.0", ...]   # SPDX ids or LicenseRef-*
+    [provenance]                   # optional table
+    ai_generated_ok = false        # files whose valid Content Credentials say a trained
+                                   # model made them; false (the default) keeps them out
 
 Every allowed id is checked against the SPDX list when the policy loads (a typo
 is an error, not a silently unusable policy). A policy is identified in the
@@ -53,6 +56,9 @@ class Policy:
     attribution_ok: bool
     share_alike_ok: bool
     allowed_licences: tuple[str, ...]
+    # Generated media (a valid credential saying trainedAlgorithmicMedia) may be trained on:
+    # off unless a policy says so, as training on generated audio launders its provenance.
+    ai_generated_ok: bool = False
 
     def licence_allowed(self, licence_id: str) -> bool:
         """Whether one licence id (no operators) may be used under this policy.
@@ -82,6 +88,7 @@ class Policy:
                 "share_alike_ok": self.share_alike_ok,
             },
             "licences": {"allowed": list(self.allowed_licences)},
+            "provenance": {"ai_generated_ok": self.ai_generated_ok},
         }
 
 
@@ -128,6 +135,14 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> Policy:
         covering_purposes(purpose)
     except ValueError as exc:
         raise PolicyError(f"{origin}: {exc}") from exc
+    provenance = doc.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise PolicyError(f"{origin}: 'provenance' must be a table, got {provenance!r}")
+    ai_generated_ok = provenance.get("ai_generated_ok", False)
+    if not isinstance(ai_generated_ok, bool):
+        raise PolicyError(
+            f"{origin} [provenance]: 'ai_generated_ok' must be bool, got {ai_generated_ok!r}"
+        )
     allowed = _get(licences, "allowed", list, f"{origin} [licences]")
     normalised = []
     for entry in allowed:
@@ -153,6 +168,7 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> Policy:
         attribution_ok=_get(obligations, "attribution_ok", bool, f"{origin} [obligations]"),
         share_alike_ok=_get(obligations, "share_alike_ok", bool, f"{origin} [obligations]"),
         allowed_licences=tuple(normalised),
+        ai_generated_ok=ai_generated_ok,
     )
 
 
