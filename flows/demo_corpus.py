@@ -1,4 +1,4 @@
-"""The demo corpus: 29 real, attributed, licensed files from Debian packages and the music21
+"""The demo corpus: 30 real, attributed, licensed files from Debian packages and the music21
 corpus, gathered into one folder with a manifest the ingest flow reads.
 
 The facts (artist, licence, where each fact comes from, the decision a
@@ -9,6 +9,15 @@ the corpus folder, renders the six music21 scores to WAV with fluidsynth
 (cached), and writes ``manifest.csv`` with the columns the manifest adapter
 reads (``path, title, artists, licence, consent, source_url``) followed by
 the remaining facts.
+
+One row carries Content Credentials: its ``credential`` is ``do_not_train`` and its
+path names an excerpt of a Debian file (``<file>#<start>-<end>`` in seconds). That
+excerpt is decoded to FLAC and signed with a C2PA manifest whose training-and-mining
+assertion refuses AI training, by a development key standing in for a rights holder
+(made once in ``<corpus>/c2pa-signer/`` and reused). C2PA signatures are not
+deterministic, so the signed file is made once and kept while its source, its excerpt
+and its credential still check out. Ingest turns the credential into an opt-out, and
+every policy excludes the file.
 
 Artists: only named people are credited. A credit such as ``traditional
 (Essen collection; …)`` names nobody, so its ``artists`` cell is empty (the
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import re
@@ -29,13 +39,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from provenance.hashing import sha256_file
 from provenance.settings import fairchord_home
+from provenance.signing_keys import SigningKeys
 
 logger = logging.getLogger(__name__)
 
-DEMO_ROWS = 29
+DEMO_ROWS = 30
 DEMO_MANIFEST_NAME = "manifest.csv"
 DEBIAN_PREFIX = "debian:"
 SCORE_SOURCE_PREFIX = "music21-corpus"
@@ -57,6 +69,7 @@ MANIFEST_COLUMNS = (
     "format",
     "attribution_source",
     "expected_commercial_decision",
+    "credential",
 )
 FACT_COLUMNS = (
     "source",
@@ -70,6 +83,11 @@ FACT_COLUMNS = (
     "attribution_source",
     "expected_commercial_decision",
 )
+# Optional facts column: "do_not_train" signs the file with a credential that says so.
+CREDENTIAL_COLUMN = "credential"
+DO_NOT_TRAIN = "do_not_train"
+CREDENTIAL_DIR = "c2pa"
+SIGNER_DIR = "c2pa-signer"
 MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/blob/master/music21/corpus/"
 DEBIAN_PACKAGE_URL = "https://packages.debian.org/"
 
@@ -106,6 +124,29 @@ class DemoFact:
     format: str
     attribution_source: str
     expected_commercial_decision: str
+    credential: str = ""  # "" or DO_NOT_TRAIN
+
+    @property
+    def file_path(self) -> Path:
+        """The Debian file itself (a signed excerpt's path without its ``#start-end``)."""
+        return Path(self.path.partition("#")[0])
+
+    @property
+    def excerpt(self) -> tuple[float, float] | None:
+        """``(start, end)`` seconds of a signed excerpt, else None."""
+        if not self.credential:
+            return None
+        spec = self.path.partition("#")[2]
+        start, _, end = spec.partition("-")
+        try:
+            bounds = float(start), float(end)
+        except ValueError:
+            raise DemoCorpusError(
+                f"demo fact {self.path!r}: a signed excerpt's path ends in #<start>-<end> seconds"
+            ) from None
+        if not 0 <= bounds[0] < bounds[1]:
+            raise DemoCorpusError(f"demo fact {self.path!r}: excerpt {spec!r} is empty")
+        return bounds
 
     @property
     def debian_package(self) -> str | None:
@@ -150,6 +191,12 @@ def load_demo_facts(path: Path | None = None) -> list[DemoFact]:
     facts = []
     for row in reader:
         v = {c: (row[c] or "").strip() for c in FACT_COLUMNS}
+        credential = (row.get(CREDENTIAL_COLUMN) or "").strip()
+        if credential not in ("", DO_NOT_TRAIN):
+            raise DemoCorpusError(
+                f"demo fact {v['path']!r}: credential {credential!r} unknown; "
+                f"allowed: '' or {DO_NOT_TRAIN!r}"
+            )
         facts.append(
             DemoFact(
                 source=v["source"],
@@ -162,8 +209,14 @@ def load_demo_facts(path: Path | None = None) -> list[DemoFact]:
                 format=v["format"],
                 attribution_source=v["attribution_source"],
                 expected_commercial_decision=v["expected_commercial_decision"],
+                credential=credential,
             )
         )
+        if credential and (facts[-1].debian_package is None or facts[-1].excerpt is None):
+            raise DemoCorpusError(
+                f"demo fact {v['path']!r}: a signed excerpt comes from a Debian file "
+                f"('{DEBIAN_PREFIX}<package>', path '<file>#<start>-<end>')"
+            )
     return facts
 
 
@@ -196,8 +249,8 @@ def missing_requirements(facts: Sequence[DemoFact], *, soundfont: Path) -> list[
     missing: dict[str, str] = {}
     for fact in facts:
         package = fact.debian_package
-        if package and not Path(fact.path).is_file() and package not in missing:
-            missing[package] = f"{fact.path} not found"
+        if package and not fact.file_path.is_file() and package not in missing:
+            missing[package] = f"{fact.file_path} not found"
     if any(f.is_score for f in facts):
         if shutil.which("fluidsynth") is None:
             missing[FLUIDSYNTH_PACKAGE] = "no fluidsynth executable"
@@ -233,6 +286,129 @@ def _copy_verified(src: Path, dest: Path) -> str:
     return want
 
 
+def _excerpt_name(fact: DemoFact) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", fact.file_path.stem.lower()).strip("-")
+    return f"{stem}-excerpt.flac"
+
+
+def _signer_keys(directory: Path) -> SigningKeys:
+    """The demo rights holder's development keys in ``directory``, made on first use."""
+    from provenance.signing_keys import CHAIN_NAME, KEY_NAME, init_keys
+
+    key_path, chain_path = directory / KEY_NAME, directory / CHAIN_NAME
+    if key_path.is_file() and chain_path.is_file():
+        return SigningKeys(
+            chain_path.read_bytes(), key_path.read_bytes(), "home", chain_path, key_path
+        )
+    return init_keys(directory, force=True)
+
+
+def _do_not_train_manifest(fact: DemoFact, start: float, end: float) -> dict[str, Any]:
+    """A C2PA manifest for the excerpt: who made the music, under which licence, and a
+    training-and-mining assertion refusing AI training (inference and mining allowed)."""
+    from provenance.content_credentials import IPTC_SOURCE_TYPES
+
+    return {
+        "claim_generator_info": [{"name": "fairchord demo corpus", "version": "1"}],
+        "title": f"{fact.title} ({start:g}-{end:g} s of {fact.file_path.name})",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": IPTC_SOURCE_TYPES + "digitalCreation",
+                        }
+                    ]
+                },
+            },
+            {
+                "label": "cawg.training-mining",
+                "data": {
+                    "entries": {
+                        "cawg.ai_generative_training": {"use": "notAllowed"},
+                        "cawg.ai_training": {"use": "notAllowed"},
+                        "cawg.ai_inference": {"use": "allowed"},
+                        "cawg.data_mining": {"use": "allowed"},
+                    }
+                },
+            },
+            {
+                "label": "stds.schema-org.CreativeWork",
+                "data": {
+                    "@context": "https://schema.org",
+                    "@type": "CreativeWork",
+                    "author": [{"@type": "Person", "name": fact.artist}],
+                    "license": fact.license,
+                    "url": fact.source_url,
+                },
+            },
+        ],
+    }
+
+
+def _kept_excerpt(dest: Path, sidecar: Path, wanted: dict[str, Any]) -> str | None:
+    """The sha256 of a signed excerpt an earlier build made from the same source and span,
+    when its bytes are unchanged and its credential still validates and refuses training."""
+    from provenance.content_credentials import read_credential, training_refusal
+
+    if not (dest.is_file() and sidecar.is_file()):
+        return None
+    try:
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sha = stored.pop("sha256", None) if isinstance(stored, dict) else None
+    if stored != wanted or sha != sha256_file(dest):
+        return None
+    reading = read_credential(dest)
+    return str(sha) if reading is not None and training_refusal(reading) else None
+
+
+def _signed_excerpt(fact: DemoFact, dest: Path, signer_dir: Path) -> str:
+    """Decode the fact's excerpt to FLAC and sign it "do not train"; return its sha256. A
+    signed excerpt from an earlier build is kept while it still checks out."""
+    import c2pa
+    import soundfile as sf
+
+    excerpt = fact.excerpt
+    assert excerpt is not None
+    start, end = excerpt
+    src = fact.file_path
+    sidecar = dest.with_name(dest.name + ".excerpt.json")
+    wanted = {"source": str(src), "source_sha256": sha256_file(src), "start_s": start, "end_s": end}
+    kept = _kept_excerpt(dest, sidecar, wanted)
+    if kept is not None:
+        return kept
+    keys = _signer_keys(signer_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    plain = dest.with_name(f".{dest.name}.{os.getpid()}.plain.flac")
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with sf.SoundFile(src) as audio:
+            rate = audio.samplerate
+            audio.seek(int(round(start * rate)))
+            frames = audio.read(int(round((end - start) * rate)), dtype="float32", always_2d=True)
+        sf.write(plain, frames, rate, format="FLAC", subtype="PCM_16")
+        info = c2pa.C2paSignerInfo(b"es256", keys.chain_pem, keys.key_pem, None)
+        manifest = _do_not_train_manifest(fact, start, end)
+        with (
+            c2pa.Signer.from_info(info) as signer,
+            c2pa.Builder(manifest) as builder,
+            open(plain, "rb") as source,
+            open(partial, "w+b") as out,
+        ):
+            builder.sign(signer, "audio/flac", source, out)
+        os.replace(partial, dest)
+    finally:
+        plain.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    sha = sha256_file(dest)
+    sidecar.write_text(json.dumps({**wanted, "sha256": sha}, indent=2) + "\n", encoding="utf-8")
+    return sha
+
+
 def _manifest_row(fact: DemoFact, relative: str, sha256: str) -> dict[str, str]:
     artists, aliases = named_artists(fact.artist)
     return {
@@ -252,6 +428,7 @@ def _manifest_row(fact: DemoFact, relative: str, sha256: str) -> dict[str, str]:
         "format": fact.format,
         "attribution_source": fact.attribution_source,
         "expected_commercial_decision": fact.expected_commercial_decision,
+        "credential": fact.credential,
     }
 
 
@@ -285,9 +462,12 @@ def build_demo_corpus(
     rows: list[dict[str, str]] = []
     for number, fact in enumerate(facts, start=1):
         if progress is not None:
-            verb = "rendering" if fact.is_score else "copying"
+            verb = "rendering" if fact.is_score else "signing" if fact.credential else "copying"
             progress(f"{verb} {fact.path}", number - 1, len(facts))
-        if fact.debian_package:
+        if fact.credential:
+            relative = f"{CREDENTIAL_DIR}/{fact.debian_package}/{_excerpt_name(fact)}"
+            sha = _signed_excerpt(fact, root / relative, root / SIGNER_DIR)
+        elif fact.debian_package:
             src = Path(fact.path)
             relative = f"debian/{fact.debian_package}/{src.name}"
             sha = _copy_verified(src, root / relative)

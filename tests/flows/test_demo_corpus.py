@@ -1,5 +1,6 @@
 """The demo corpus built for real: Debian audio copied, six scores rendered with fluidsynth,
-and a manifest the ingest adapter reads with every fact in place."""
+one excerpt signed with a "do not train" Content Credential, and a manifest the ingest
+adapter reads with every fact in place."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from flows.demo_corpus import (
     read_demo_manifest,
 )
 from flows.render_scores import DEFAULT_SOUNDFONT, ScoreRef
+from provenance.content_credentials import read_credential, training_refusal
 from provenance.hashing import sha256_file
 from provenance.sources import open_source
 
@@ -45,6 +47,11 @@ def test_facts_file_is_the_projects_own_copy() -> None:
     assert len(facts) == DEMO_ROWS
     assert sum(f.expected_eligible for f in facts) == 19
     assert sum(f.is_score for f in facts) == 6
+    (signed,) = [f for f in facts if f.credential]
+    assert signed.credential == "do_not_train" and not signed.expected_eligible
+    assert signed.excerpt == (30.0, 75.0) and signed.file_path.name == "Through Space.ogg"
+    # Not a file the corpus already holds (nor an excerpt of one).
+    assert signed.file_path not in {Path(f.path) for f in facts if f is not signed}
     assert {f.debian_package for f in facts if f.debian_package} == {
         "wesnoth-1.16-music",
         "singularity-music",
@@ -104,6 +111,13 @@ def test_build_copies_renders_and_writes_an_ingestable_manifest(built: Path) -> 
             assert (info.format, info.subtype, info.samplerate) == ("WAV", "PCM_16", 44100)
             assert row["path"].startswith("scores/") and row["path"].endswith(".wav")
             assert (path.parent / (path.name + ".render.json")).is_file()
+        elif fact.credential:
+            assert row["path"] == "c2pa/singularity-music/through-space-excerpt.flac"
+            assert sf.info(path).format == "FLAC" and row["credential"] == "do_not_train"
+            reading = read_credential(path)
+            assert reading is not None and reading.status == "valid"
+            assert training_refusal(reading) == ["cawg.ai_generative_training", "cawg.ai_training"]
+            assert reading.training_mining["cawg.ai_inference"] == "allowed"
         else:
             assert path.stat().st_size == Path(fact.path).stat().st_size
 
@@ -118,7 +132,7 @@ def test_build_copies_renders_and_writes_an_ingestable_manifest(built: Path) -> 
     maxstack = next(r for r in rows if r["title"] == "Awakening")
     assert (maxstack["artists"], maxstack["artist_aliases"]) == ("Max McCracken", "Maxstack")
 
-    # The ingest manifest adapter lists all 29 with the manifest's facts and no problem.
+    # The ingest manifest adapter lists all 30 with the manifest's facts and no problem.
     items = list(open_source(str(built)).items())
     assert len(items) == DEMO_ROWS
     assert all(i.problem is None and i.uri is not None for i in items)
@@ -136,10 +150,15 @@ def test_rebuild_reuses_copies_and_renders(built: Path) -> None:
     before = built.read_bytes()
     renders = sorted((built.parent / "scores").rglob("*.wav"))
     assert len(renders) == 6
-    stamps = {p: p.stat().st_mtime_ns for p in renders}
+    # The signed excerpt and its signer's keys are kept too: a C2PA signature is not
+    # deterministic, so signing again would change the file's sha256.
+    signed = sorted((built.parent / "c2pa").rglob("*.flac"))
+    keys = sorted((built.parent / "c2pa-signer").iterdir())
+    assert len(signed) == 1 and {k.name for k in keys} == {"ca.pem", "signer.key", "signer.pem"}
+    stamps = {p: p.stat().st_mtime_ns for p in [*renders, *signed, *keys]}
     again = build_demo_corpus(built.parent)
     assert again == built and built.read_bytes() == before
-    assert {p: p.stat().st_mtime_ns for p in renders} == stamps
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     # A damaged render is noticed (its sha256 no longer matches the sidecar) and redone.
     victim = renders[0]
@@ -148,6 +167,19 @@ def test_rebuild_reuses_copies_and_renders(built: Path) -> None:
         f.write(b"\x7f" * 64)
     build_demo_corpus(built.parent)
     assert built.read_bytes() == before
+
+    # A damaged signed excerpt no longer validates: it is signed again by the same keys.
+    with open(signed[0], "r+b") as f:
+        f.seek(-1000, os.SEEK_END)
+        f.write(b"\x7f" * 64)
+    build_demo_corpus(built.parent)
+    reading = read_credential(signed[0])
+    assert reading is not None and reading.status == "valid"
+    assert {p: p.stat().st_mtime_ns for p in keys} == {k: stamps[k] for k in keys}
+    by_path = {r["path"]: r for r in read_demo_manifest(built)}
+    assert by_path["c2pa/singularity-music/through-space-excerpt.flac"]["sha256"] == sha256_file(
+        signed[0]
+    )
 
 
 def test_missing_debian_package_is_named_with_the_install_command(tmp_path: Path) -> None:

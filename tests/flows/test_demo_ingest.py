@@ -1,5 +1,5 @@
 """The demo corpus, built for real and ingested by the ingest flow, reproduces the expected
-commercial decision for every one of its 29 files."""
+commercial decision for every one of its 30 files, the one signed "do not train" included."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from flows.ingest import run_ingest
 from flows.render_scores import DEFAULT_SOUNDFONT
 from provenance.db import session_factory
 from provenance.eligibility import eligibility_table
-from provenance.models import Credit, LicenceAssertion, Party, Recording
+from provenance.models import (
+    ConsentEvent,
+    ContentCredential,
+    Credit,
+    LicenceAssertion,
+    Party,
+    Recording,
+)
 from provenance.policies import load_policy
 
 MISSING = missing_requirements(load_demo_facts(), soundfont=DEFAULT_SOUNDFONT)
@@ -84,6 +91,13 @@ def test_demo_ingest_reproduces_expected_commercial_decisions(
         assert any("LicenseRef-Humdrum-Palestrina" in r for r in reasons("Agnus_01.wav"))
         assert "noassertion" in reasons("berlinAlexandersRagtime.wav")
         assert "noassertion" in reasons("dialog-warning.oga")
+        # The signed excerpt: its credential's refusal is the only reason, shown as such.
+        assert reasons("through-space-excerpt.flac") == ("opted_out:recording:c2pa",)
+        signed = ids[next(r["sha256"] for r in rows if r["credential"] == "do_not_train")]
+        (credential,) = session.execute(select(ContentCredential)).scalars()
+        assert (credential.recording_id, credential.status) == (signed, "valid")
+        (event,) = session.execute(select(ConsentEvent)).scalars()
+        assert (event.recording_id, event.origin, event.action) == (signed, "c2pa", "opt_out")
 
         # Facts came from the manifest, credits name people only.
         names = set(session.execute(select(Party.name)).scalars())

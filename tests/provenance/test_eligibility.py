@@ -43,7 +43,8 @@ def demo_rows() -> list[dict[str, str]]:
 
 
 def load_demo_facts(session: Session) -> dict[int, dict[str, str]]:
-    """Recordings (synthetic sha256s), artist credits and licences from the demo manifest."""
+    """Recordings (synthetic sha256s), artist credits and licences from the demo manifest, and
+    the opt-out ingest reads from the one file signed "do not train"."""
     sources: dict[str, int] = {}
     by_recording: dict[int, dict[str, str]] = {}
     for row in demo_rows():
@@ -66,13 +67,29 @@ def load_demo_facts(session: Session) -> dict[int, dict[str, str]]:
             party = get_or_create_party(session, row["artist"])
             add_credit(session, recording_id=rec.id, party_id=party.id, fact_source="manifest")
         record_licence(session, recording_id=rec.id, declared=row["license"], asserted_by="demo")
+        if row["credential"] == "do_not_train":
+            record_consent(
+                session,
+                subject=ConsentSubject("recording", rec.id),
+                action="opt_out",
+                purpose="training",
+                effective_at=utcnow() - dt.timedelta(seconds=1),
+                origin="c2pa",
+                evidence="c2pa manifest (demo) :: cawg.ai_training=notAllowed",
+            )
         by_recording[rec.id] = row
     return by_recording
 
 
-def test_demo_manifest_has_29_rows() -> None:
+def credential_reasons(row: dict[str, str]) -> list[str]:
+    """What a "do not train" credential adds under any policy."""
+    return ["opted_out:recording:c2pa"] if row["credential"] == "do_not_train" else []
+
+
+def test_demo_manifest_has_30_rows() -> None:
     rows = demo_rows()
-    assert len(rows) == 29
+    assert len(rows) == 30
+    assert [r["credential"] for r in rows].count("do_not_train") == 1
     assert {r["expected_commercial_decision"].split(" ")[0] for r in rows} == {
         "include",
         "exclude",
@@ -94,14 +111,15 @@ def test_demo_facts_under_both_policies(session: Session) -> None:
         licence = row["license"]
         assert verdict.concluded_licence == licence
         assert verdict.licence_assertion_id is not None
-        assert verdict.consent_state == "none"
+        signed = row["credential"] == "do_not_train"
+        assert verdict.consent_state == ("opted_out" if signed else "none")
         # Exact reasons: a commercial licence check, plus the named-artist rule.
         want = [] if licence in commercial.allowed_licences else [f"licence_not_allowed:{licence}"]
         if licence == "NOASSERTION":
             want = ["noassertion"]
         if not row["artist"].strip():
             want.append("no_named_artist")
-        assert verdict.reasons == want, row["path"]
+        assert verdict.reasons == want + credential_reasons(row), row["path"]
     included = sum(v.eligible for v in table)
     assert included == sum(
         r["expected_commercial_decision"].startswith("include") for r in facts.values()
@@ -110,10 +128,13 @@ def test_demo_facts_under_both_policies(session: Session) -> None:
 
     for verdict in eligibility_table(session, research):
         row = facts[verdict.recording_id]
-        assert verdict.reasons == RESEARCH_BY_LICENCE[row["license"]], row["path"]
+        want = RESEARCH_BY_LICENCE[row["license"]] + credential_reasons(row)
+        assert verdict.reasons == want, row["path"]
     research_ids = [v.recording_id for v in eligible_recordings(session, research)]
     assert research_ids == sorted(
-        rid for rid, row in facts.items() if not RESEARCH_BY_LICENCE[row["license"]]
+        rid
+        for rid, row in facts.items()
+        if not RESEARCH_BY_LICENCE[row["license"]] + credential_reasons(row)
     )
 
 
