@@ -51,3 +51,15 @@ def record_output(
     generation.output_uri = uri
     generation.output_sha256 = sha256
     session.flush()
+
+
+def newest_output_uri(session: Session) -> str | None:
+    """The output URI of the newest generation that wrote a file, or None."""
+    from sqlalchemy import select
+
+    return session.execute(
+        select(Generation.output_uri)
+        .where(Generation.output_uri.is_not(None))
+        .order_by(Generation.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()

@@ -215,6 +215,11 @@ def find_signing_keys() -> SigningKeys | None:
     return None
 
 
+def load_keys(directory: Path) -> SigningKeys:
+    """The development keys :func:`init_keys` wrote in ``directory``."""
+    return _load(directory / CHAIN_NAME, directory / KEY_NAME, "home")
+
+
 def _load(chain_path: Path, key_path: Path, origin: str) -> SigningKeys:
     try:
         chain_pem, key_pem = chain_path.read_bytes(), key_path.read_bytes()

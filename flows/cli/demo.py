@@ -40,6 +40,10 @@ def demo_steps(*, train_config: str) -> list[Step]:
     generated = str(home / "generated")
     return [
         Step("Create the provenance database", ("db", "upgrade")),
+        Step(
+            "Signing keys for the Content Credentials of generated audio (development chain)",
+            ("keys", "init", "--if-missing"),
+        ),
         Step("Build the demo corpus (Debian audio + rendered scores)", ("corpus", "demo")),
         Step("Ingest it: hash, validate, store, record licences and credits", ("ingest", manifest)),
         Step(
@@ -78,6 +82,10 @@ def demo_steps(*, train_config: str) -> list[Step]:
             ("audit", "licenses", "--format", "html", "--out", report),
         ),
         Step("Verify the audit log and every stored object", ("audit", "verify")),
+        Step(
+            "Verify the newest generated file's Content Credential against the record",
+            ("verify-output", "--latest"),
+        ),
     ]
 
 

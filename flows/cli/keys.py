@@ -56,6 +56,9 @@ def _print(info: dict[str, Any]) -> None:
 @keys_app.command("init")
 def init(
     force: bool = typer.Option(False, "--force", help="Replace existing keys."),
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="Keep existing keys and show them (exit 0) instead of failing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Create a development ES256 key and a self-signed certificate chain in the home.
@@ -64,17 +67,24 @@ def init(
     signer.pem (the signer's certificate and the CA's) and ca.pem (the CA). A
     self-signed signer verifies cryptographically but is untrusted by public validators.
     """
-    from provenance.signing_keys import SigningKeyError, init_keys
+    from provenance.signing_keys import KEY_NAME, SigningKeyError, init_keys, keys_dir, load_keys
 
+    created = True
     try:
-        keys = init_keys(force=force)
+        if if_missing and not force and (keys_dir() / KEY_NAME).exists():
+            keys, created = load_keys(keys_dir()), False
+        else:
+            keys = init_keys(force=force)
     except SigningKeyError as exc:
         fail(terminal_safe(str(exc)), EXIT_BAD_INPUT)
     info = _describe(keys)
     if as_json:
-        print_json({**info, "note": UNTRUSTED_NOTE})
+        print_json({**info, "created": created, "note": UNTRUSTED_NOTE})
         return
-    console.print("[green]created[/green] development signing keys", highlight=False)
+    if created:
+        console.print("[green]created[/green] development signing keys", highlight=False)
+    else:
+        console.print("development signing keys already exist; kept them", highlight=False)
     _print(info)
 
 

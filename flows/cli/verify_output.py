@@ -167,14 +167,35 @@ def _print(result: dict[str, Any]) -> None:
     )
 
 
+def _newest_output() -> Path:
+    """The newest generated file the database records (``--latest``)."""
+    from urllib.parse import unquote, urlparse
+
+    from provenance.generations import newest_output_uri
+
+    with session_scope() as session:
+        uri = newest_output_uri(session)
+    if uri is None:
+        fail("--latest: no generated file is recorded in this database", EXIT_BAD_INPUT)
+    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("verify-output", help=HELP)
     def verify_output(
-        files: list[Path] = typer.Argument(..., help="Generated audio files (WAV or FLAC)."),
+        files: list[Path] = typer.Argument(None, help="Generated audio files (WAV or FLAC)."),
+        latest: bool = typer.Option(
+            False, "--latest", help="Also check the newest file `fairchord generate` wrote."
+        ),
         as_json: bool = typer.Option(
             False, "--json", help="Print one JSON document: a list, one object per file."
         ),
     ) -> None:
+        files = list(files or [])
+        if latest:
+            files.append(_newest_output())
+        if not files:
+            fail("give one or more files, or --latest", EXIT_BAD_INPUT)
         missing = [p for p in files if not p.is_file()]
         if missing:
             fail(

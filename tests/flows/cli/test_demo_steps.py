@@ -40,6 +40,36 @@ def test_the_demo_shows_an_allowed_and_a_refused_generation() -> None:
     assert [s.ok_codes for s in steps] == [(0, 5), (7,)]
 
 
+def test_the_demo_signs_and_ends_by_verifying_a_generated_file() -> None:
+    steps = [s.args for s in demo_steps(train_config="small")]
+    keys = steps.index(("keys", "init", "--if-missing"))
+    first_generate = next(i for i, a in enumerate(steps) if a[0] == "generate")
+    assert keys < first_generate
+    assert steps[-1] == ("verify-output", "--latest")
+
+
+def test_keys_init_if_missing_keeps_the_keys(tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["keys", "init", "--if-missing", "--json"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["keys", "init", "--if-missing", "--json"])
+    assert again.exit_code == 0, again.output
+    import json
+
+    one, two = json.loads(first.output), json.loads(again.output)
+    assert one["created"] is True and two["created"] is False
+    assert one["certificate"]["sha256"] == two["certificate"]["sha256"]
+    assert runner.invoke(app, ["keys", "init"]).exit_code == 2  # without --if-missing
+
+
+def test_verify_output_latest_without_generations_says_so(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["verify-output", "--latest"])
+    assert result.exit_code == 2
+    assert "no generated file is recorded" in result.output
+
+
 def test_stop_after_runs_only_the_first_steps(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--stop-after", "1"])
     assert result.exit_code == 0, result.output

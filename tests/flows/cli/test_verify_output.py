@@ -95,6 +95,9 @@ def test_valid_and_matching_exits_0(signed: Path) -> None:
     assert doc["credential"]["trusted"] is True  # type: ignore[index]  # the home's dev CA
     text = CliRunner().invoke(app, ["verify-output", str(signed)])
     assert text.exit_code == 0 and "valid" in text.stdout and "matches generation" in text.stdout
+    latest = CliRunner().invoke(app, ["verify-output", "--latest", "--json"])
+    assert latest.exit_code == 0, latest.output
+    assert [Path(d["file"]).resolve() for d in json.loads(latest.stdout)] == [signed.resolve()]
 
 
 def test_no_credential_exits_10(tmp_path: Path) -> None:
