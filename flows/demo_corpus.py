@@ -88,6 +88,8 @@ CREDENTIAL_COLUMN = "credential"
 DO_NOT_TRAIN = "do_not_train"
 CREDENTIAL_DIR = "c2pa"
 SIGNER_DIR = "c2pa-signer"
+# A development key standing in for a rights holder, not the artist's own.
+DEMO_SIGNER_NAME = "demo rights holder (stand-in)"
 MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/blob/master/music21/corpus/"
 DEBIAN_PACKAGE_URL = "https://packages.debian.org/"
 
@@ -293,14 +295,11 @@ def _excerpt_name(fact: DemoFact) -> str:
 
 def _signer_keys(directory: Path) -> SigningKeys:
     """The demo rights holder's development keys in ``directory``, made on first use."""
-    from provenance.signing_keys import CHAIN_NAME, KEY_NAME, init_keys
+    from provenance.signing_keys import CHAIN_NAME, KEY_NAME, init_keys, load_keys
 
-    key_path, chain_path = directory / KEY_NAME, directory / CHAIN_NAME
-    if key_path.is_file() and chain_path.is_file():
-        return SigningKeys(
-            chain_path.read_bytes(), key_path.read_bytes(), "home", chain_path, key_path
-        )
-    return init_keys(directory, force=True)
+    if (directory / KEY_NAME).is_file() and (directory / CHAIN_NAME).is_file():
+        return load_keys(directory)
+    return init_keys(directory, force=True, signer_name=DEMO_SIGNER_NAME)
 
 
 def _do_not_train_manifest(fact: DemoFact, start: float, end: float) -> dict[str, Any]:

@@ -75,9 +75,9 @@ assert set(PURPOSE_PARENT) == set(CONSENT_PURPOSES)
 _SUBJECT_MODELS = {"party": Party, "recording": Recording, "source": Source}
 
 # A training-and-mining assertion read from a file's Content Credentials at ingest
-# (:mod:`provenance.ingest_facts`); recorded beside the ledger's other origins.
+# (:mod:`provenance.ingest_facts`).
 C2PA_ORIGIN = "c2pa"
-RECORDED_ORIGINS: tuple[str, ...] = (*CONSENT_ORIGINS, C2PA_ORIGIN)
+assert C2PA_ORIGIN in CONSENT_ORIGINS
 
 
 @dataclass(frozen=True)
@@ -142,9 +142,9 @@ def record_consent(
             f"unknown consent action {action!r}; allowed: {', '.join(CONSENT_ACTIONS)}"
         )
     covering_purposes(purpose)  # validates
-    if origin not in RECORDED_ORIGINS:
+    if origin not in CONSENT_ORIGINS:
         raise ValueError(
-            f"unknown consent origin {origin!r}; allowed: {', '.join(RECORDED_ORIGINS)}"
+            f"unknown consent origin {origin!r}; allowed: {', '.join(CONSENT_ORIGINS)}"
         )
     _require_aware(effective_at, "effective_at")
     if session.get(_SUBJECT_MODELS[subject.kind], subject.id) is None:

@@ -133,8 +133,15 @@ def _key_usage(*, signer: bool) -> object:
     )
 
 
-def init_keys(directory: Path | None = None, *, force: bool = False) -> SigningKeys:
-    """Create a development CA and an ES256 signer certificate it issued; see the module."""
+def init_keys(
+    directory: Path | None = None,
+    *,
+    force: bool = False,
+    signer_name: str = "fairchord generation signer",
+) -> SigningKeys:
+    """Create a development CA and an ES256 signer certificate it issued; see the module.
+
+    ``signer_name`` is the signer certificate's common name (what validators show)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -164,7 +171,7 @@ def init_keys(directory: Path | None = None, *, force: bool = False) -> SigningK
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(_name("fairchord generation signer"))  # type: ignore[arg-type]
+        .subject_name(_name(signer_name))  # type: ignore[arg-type]
         .issuer_name(ca_name)  # type: ignore[arg-type]
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -27,12 +27,14 @@ def demo(
         False, "--json", help="Print the manifest path and per-file facts as one JSON document."
     ),
 ) -> None:
-    """Build the demo corpus: 29 real files by named artists and with stated licences.
+    """Build the demo corpus: 30 real files by named artists and with stated licences.
 
     Copies the audio of the Debian packages (wesnoth-1.16-music, singularity-music,
     hyperrogue-music, asc-music, drascula-music, frozen-bubble-data,
     sound-theme-freedesktop), renders six music21 scores to WAV with fluidsynth and the
-    TimGM6mb soundfont (cached), and writes manifest.csv for `fairchord ingest`.
+    TimGM6mb soundfont (cached), signs one excerpt with a C2PA "do not train" credential
+    (a development key standing in for its rights holder), and writes manifest.csv for
+    `fairchord ingest`.
 
     Exit codes: 0 built; 1 a file could not be copied or rendered; 2 a Debian package
     is missing (the message names it and the apt-get command).

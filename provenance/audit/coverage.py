@@ -36,7 +36,14 @@ def _ids_text(ids: list[int]) -> str:
 
 
 # The ledgers that decide what may be trained on and what the prompt screen blocks.
-ELIGIBILITY_TABLES = ("consent_events", "licence_assertions", "credits", "parties", "party_aliases")
+ELIGIBILITY_TABLES = (
+    "consent_events",
+    "licence_assertions",
+    "credits",
+    "parties",
+    "party_aliases",
+    "content_credentials",
+)
 SCREEN_TABLES = ("parties", "party_aliases", "consent_events")
 
 

@@ -11,7 +11,8 @@ from provenance.models.base import SHA256, Base, UTCDateTime, utcnow
 
 CONSENT_ACTIONS = ("opt_in", "opt_out")
 CONSENT_PURPOSES = ("any", "training", "commercial_training", "style_imitation")
-CONSENT_ORIGINS = ("manifest", "registry_import", "tdmrep", "cli", "import_file")
+# c2pa: a training-and-mining refusal read from a file's Content Credentials at ingest.
+CONSENT_ORIGINS = ("manifest", "registry_import", "tdmrep", "cli", "import_file", "c2pa")
 
 
 class LicenceAssertion(Base):
