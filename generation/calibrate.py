@@ -35,6 +35,7 @@ from generation.index import (
 from generation.melody_cohort import MelodyCohort
 from generation.search import choose_search
 from provenance.gate_indexes import gate_index_by_id
+from provenance.index_files import FINGERPRINTS_LAYOUT
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ def calibrate_run(
     thresholds["fingerprint"] = {
         **thresholds["fingerprint"],
         "sha256": fp_sha,
+        "layout": FINGERPRINTS_LAYOUT,
         "hashes": len(fingerprints),
         "recordings": len(fingerprints.artists),
     }

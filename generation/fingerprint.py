@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -221,8 +222,149 @@ class Match:
         return 12.0 * self.pitch_offset_bins / BINS_PER_OCTAVE
 
 
-class FingerprintIndex:
-    """Reference quads of a snapshot, sorted by hash, with per-recording artist ids."""
+@dataclass
+class Candidates:
+    """Reference quads sharing a hash with a query quad: one entry per (query quad, row).
+
+    ``query`` indexes the query's quads; the other columns are the reference row's. Buckets
+    longer than ``MAX_BUCKET`` are left out, as they carry no evidence.
+    """
+
+    query: np.ndarray  # int64 [m]
+    recording: np.ndarray  # int64 [m]
+    anchor_t: np.ndarray  # int32 [m]
+    anchor_f: np.ndarray  # int16 [m]
+    span: np.ndarray  # int16 [m]
+
+    def __len__(self) -> int:
+        return int(self.query.size)
+
+
+def bucket_rows(
+    sorted_hashes: np.ndarray, query_hashes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query position, row) pairs of each query hash's bucket in ``sorted_hashes``.
+
+    The exact lookup both tables share: binary search for each bucket's bounds, buckets
+    longer than ``MAX_BUCKET`` dropped, rows in table order within a bucket.
+    """
+    lo = np.searchsorted(sorted_hashes, query_hashes, side="left")
+    hi = np.searchsorted(sorted_hashes, query_hashes, side="right")
+    counts = hi - lo
+    counts[counts > MAX_BUCKET] = 0
+    total = int(counts.sum())
+    q_idx = np.repeat(np.arange(query_hashes.size, dtype=np.int64), counts)
+    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    return q_idx, starts + np.arange(total, dtype=np.int64)
+
+
+class QuadTable(ABC):
+    """Reference quads, looked up by hash, and the matching every table shares.
+
+    Subclasses say how rows are found (:meth:`candidates`); scoring the consistent groups
+    is this class's alone, so every layout gives the same ``Match`` for the same quads.
+    """
+
+    artists: dict[int, list[int]]
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def candidates(self, hashes: np.ndarray) -> Candidates:
+        """Every stored row whose hash equals one of ``hashes`` (buckets over
+        ``MAX_BUCKET`` left out), ordered by query position, then by stored order."""
+
+    def match(self, wave: np.ndarray, *, exclude_recordings: Iterable[int] = ()) -> Match:
+        """The best consistent match of a clip against the reference recordings."""
+        query = quads(wave, probe=True)
+        return self.match_quads(query, exclude_recordings=exclude_recordings)
+
+    def match_windows(
+        self,
+        wave: np.ndarray,
+        *,
+        window_s: float = WINDOW_S,
+        hop_s: float = WINDOW_HOP_S,
+        exclude_recordings: Iterable[int] = (),
+    ) -> Match:
+        """The best match over ``window_s`` windows of a long clip.
+
+        Chance agreements grow with the length of the query; scoring windows as long
+        as the calibration queries keeps a whole track at the calibrated chance level,
+        while a replay of any part still scores in full inside its window.
+        """
+        size, hop = int(window_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.size <= size:
+            return self.match(wave, exclude_recordings=exclude_recordings)
+        starts = list(range(0, wave.size - size + 1, hop))
+        if starts[-1] + size < wave.size:
+            starts.append(wave.size - size)
+        best = Match(0, None, 0, 1.0)
+        for start in starts:
+            found = self.match(wave[start : start + size], exclude_recordings=exclude_recordings)
+            if found.score > best.score:
+                best = found
+        return best
+
+    def match_quads(self, query: Quads, *, exclude_recordings: Iterable[int] = ()) -> Match:
+        if len(query) == 0 or len(self) == 0:
+            return Match(0, None, 0, 1.0)
+        return best_group(query, self.candidates(query.hashes), exclude_recordings)
+
+
+def best_group(query: Quads, found: Candidates, exclude_recordings: Iterable[int] = ()) -> Match:
+    """The largest group of candidates agreeing on one recording, pitch offset, time scale
+    and time offset, scored by its distinct query anchors."""
+    none = Match(0, None, 0, 1.0)
+    total = len(found)
+    if total == 0:
+        return none
+    q_idx, rec = found.query, found.recording
+    keep = np.ones(total, dtype=bool)
+    excluded = np.fromiter((int(r) for r in exclude_recordings), dtype=np.int64)
+    if excluded.size:
+        keep &= ~np.isin(rec, excluded)
+    pitch = query.anchor_f[q_idx].astype(np.int64) - found.anchor_f
+    log_scale = np.log(query.span[q_idx] / found.span.astype(np.float64))
+    keep &= (np.abs(pitch) <= MAX_PITCH_OFFSET) & (np.abs(log_scale) <= MAX_LOG_SCALE)
+    if not keep.any():
+        return none
+    q_idx, ref_t, rec = q_idx[keep], found.anchor_t[keep], rec[keep]
+    pitch, log_scale = pitch[keep], log_scale[keep]
+    group = rec * 64 + (pitch + 32)
+    keys, inverse, sizes = np.unique(group, return_inverse=True, return_counts=True)
+    best = none
+    for g in np.argsort(-sizes)[:8]:
+        if sizes[g] <= best.score:
+            break
+        members = inverse == g
+        centre = float(np.median(log_scale[members]))
+        members &= np.abs(log_scale - centre) <= SCALE_TOLERANCE
+        if not members.any():
+            continue
+        scale = float(np.exp(centre))
+        offsets = query.anchor_t[q_idx[members]] - scale * ref_t[members]
+        bins = np.floor(offsets / OFFSET_BIN).astype(np.int64)
+        bins -= bins.min()
+        hist = np.bincount(bins)
+        pair = hist[:-1] + hist[1:] if hist.size > 1 else hist
+        if int(pair.max()) <= best.score:
+            continue
+        first = int(np.argmax(pair))
+        agreeing = (bins == first) | (bins == first + 1)
+        # Distinct query anchors, so one coincidental local pattern counts once.
+        score = int(np.unique(query.anchor_t[q_idx[members][agreeing]]).size)
+        if score > best.score:
+            key = int(keys[g])
+            best = Match(score, key // 64, key % 64 - 32, scale)
+    return best
+
+
+class FingerprintIndex(QuadTable):
+    """Reference quads of a snapshot in memory, sorted by hash, with per-recording artist
+    ids. ``generation.fingerprint_store`` keeps the same rows on disk at catalogue scale."""
 
     def __init__(
         self,
@@ -296,89 +438,12 @@ class FingerprintIndex:
             index.artists = artists
         return index
 
-    def match(self, wave: np.ndarray, *, exclude_recordings: Iterable[int] = ()) -> Match:
-        """The best consistent match of a clip against the reference recordings."""
-        query = quads(wave, probe=True)
-        return self.match_quads(query, exclude_recordings=exclude_recordings)
-
-    def match_windows(
-        self,
-        wave: np.ndarray,
-        *,
-        window_s: float = WINDOW_S,
-        hop_s: float = WINDOW_HOP_S,
-        exclude_recordings: Iterable[int] = (),
-    ) -> Match:
-        """The best match over ``window_s`` windows of a long clip.
-
-        Chance agreements grow with the length of the query; scoring windows as long
-        as the calibration queries keeps a whole track at the calibrated chance level,
-        while a replay of any part still scores in full inside its window.
-        """
-        size, hop = int(window_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
-        wave = np.asarray(wave, dtype=np.float32)
-        if wave.size <= size:
-            return self.match(wave, exclude_recordings=exclude_recordings)
-        starts = list(range(0, wave.size - size + 1, hop))
-        if starts[-1] + size < wave.size:
-            starts.append(wave.size - size)
-        best = Match(0, None, 0, 1.0)
-        for start in starts:
-            found = self.match(wave[start : start + size], exclude_recordings=exclude_recordings)
-            if found.score > best.score:
-                best = found
-        return best
-
-    def match_quads(self, query: Quads, *, exclude_recordings: Iterable[int] = ()) -> Match:
-        none = Match(0, None, 0, 1.0)
-        if len(query) == 0 or len(self) == 0:
-            return none
-        lo = np.searchsorted(self.hashes, query.hashes, side="left")
-        hi = np.searchsorted(self.hashes, query.hashes, side="right")
-        counts = hi - lo
-        counts[counts > MAX_BUCKET] = 0
-        total = int(counts.sum())
-        if total == 0:
-            return none
-        q_idx = np.repeat(np.arange(len(query)), counts)
-        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-        r_idx = starts + np.arange(total)
-        rec = self.recording[r_idx]
-        keep = np.ones(total, dtype=bool)
-        excluded = np.fromiter((int(r) for r in exclude_recordings), dtype=np.int64)
-        if excluded.size:
-            keep &= ~np.isin(rec, excluded)
-        pitch = query.anchor_f[q_idx].astype(np.int64) - self.anchor_f[r_idx]
-        log_scale = np.log(query.span[q_idx] / self.span[r_idx].astype(np.float64))
-        keep &= (np.abs(pitch) <= MAX_PITCH_OFFSET) & (np.abs(log_scale) <= MAX_LOG_SCALE)
-        if not keep.any():
-            return none
-        q_idx, r_idx, rec = q_idx[keep], r_idx[keep], rec[keep]
-        pitch, log_scale = pitch[keep], log_scale[keep]
-        group = rec * 64 + (pitch + 32)
-        keys, inverse, sizes = np.unique(group, return_inverse=True, return_counts=True)
-        best = none
-        for g in np.argsort(-sizes)[:8]:
-            if sizes[g] <= best.score:
-                break
-            members = inverse == g
-            centre = float(np.median(log_scale[members]))
-            members &= np.abs(log_scale - centre) <= SCALE_TOLERANCE
-            if not members.any():
-                continue
-            scale = float(np.exp(centre))
-            offsets = query.anchor_t[q_idx[members]] - scale * self.anchor_t[r_idx[members]]
-            bins = np.floor(offsets / OFFSET_BIN).astype(np.int64)
-            bins -= bins.min()
-            hist = np.bincount(bins)
-            pair = hist[:-1] + hist[1:] if hist.size > 1 else hist
-            if int(pair.max()) <= best.score:
-                continue
-            first = int(np.argmax(pair))
-            agreeing = (bins == first) | (bins == first + 1)
-            # Distinct query anchors, so one coincidental local pattern counts once.
-            score = int(np.unique(query.anchor_t[q_idx[members][agreeing]]).size)
-            if score > best.score:
-                key = int(keys[g])
-                best = Match(score, key // 64, key % 64 - 32, scale)
-        return best
+    def candidates(self, hashes: np.ndarray) -> Candidates:
+        q_idx, r_idx = bucket_rows(self.hashes, hashes)
+        return Candidates(
+            q_idx,
+            self.recording[r_idx],
+            self.anchor_t[r_idx],
+            self.anchor_f[r_idx],
+            self.span[r_idx],
+        )

@@ -6,8 +6,10 @@ Layout under ``fairchord_home()/runs/<run_id>/gate-index/<sha256[:12]>/``:
 - ``ids.json``       row → (recording id, segment index, artist party ids), plus the
                      training run id and embedder sha256 the vectors belong to;
 - ``meta.json``      embedder sha256, run id, snapshot digest, file digests, thresholds;
-- ``fingerprints.npz`` the snapshot's landmark fingerprints (``generation.fingerprint``),
-                     written by calibration; its sha256 is kept in the thresholds;
+- ``fingerprints/``  the snapshot's landmark fingerprints, hash-partitioned and
+                     memory-mapped (``generation.fingerprint_store``), written by
+                     calibration; its manifest's sha256 is kept in the thresholds
+                     (indexes calibrated earlier keep one ``fingerprints.npz``);
 - ``artist_model.npz`` and ``melody.npz``, the calibrated artist model and the
                      snapshot's chroma melody index (``generation.melody``), likewise.
 
@@ -15,7 +17,8 @@ Layout under ``fairchord_home()/runs/<run_id>/gate-index/<sha256[:12]>/``:
 ``"vectors.faiss:<sha>\\nids.json:<sha>\\n"``), never the thresholds: calibration
 rewrites thresholds in ``meta.json`` and in ``EmbeddingIndex.thresholds`` without
 changing the index identity. Loading re-hashes both files and refuses any mismatch, and
-re-hashes the fingerprints against the sha256 the calibrated thresholds record.
+checks the fingerprints' manifest against the sha256 the calibrated thresholds record
+(with every partition file's size; ``audit verify`` re-hashes the partitions).
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from generation.artist_model import ArtistModel
-from generation.fingerprint import FingerprintIndex
+from generation.fingerprint import FingerprintIndex, QuadTable
+from generation.fingerprint_store import (
+    FingerprintStore,
+    FingerprintStoreError,
+    quad_rows,
+    write_store,
+)
 from generation.melody import MelodyIndex
 from provenance.chain_facts import thresholds_problem
 from provenance.gate_indexes import (
@@ -45,7 +54,9 @@ from provenance.gate_indexes import (
 from provenance.hashing import sha256_bytes, sha256_file
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
+    FINGERPRINTS_DIR,
     FINGERPRINTS_FILE,
+    FINGERPRINTS_LAYOUT,
     IDS_FILE,
     MELODY_FILE,
     META_FILE,
@@ -86,7 +97,7 @@ class GateIndex:
     thresholds: dict[str, Any] = field(default_factory=dict)
     row_id: int | None = None
     path: Path | None = None
-    fingerprints: FingerprintIndex | None = None
+    fingerprints: QuadTable | None = None
     artist_model: ArtistModel | None = None
     melody: MelodyIndex | None = None
 
@@ -218,14 +229,21 @@ def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str
 
 
 def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> str:
-    """Write the snapshot's fingerprints beside the vectors; returns their sha256.
+    """Write the snapshot's fingerprints beside the vectors as a partitioned table; returns
+    its digest (the sha256 of its manifest).
 
-    The caller records the digest in the thresholds (``thresholds["fingerprint"]["sha256"]``),
-    which is what loading verifies the file against.
+    The caller records the digest in the thresholds (``thresholds["fingerprint"]["sha256"]``,
+    with ``"layout": FINGERPRINTS_LAYOUT``), which is what loading verifies the table
+    against.
     """
-    data = fingerprints.to_bytes()
-    _write_atomic(location_path(row.uri) / FINGERPRINTS_FILE, data)
-    return sha256_bytes(data)
+    rows = quad_rows(
+        fingerprints.hashes,
+        fingerprints.recording,
+        fingerprints.anchor_t,
+        fingerprints.anchor_f,
+        fingerprints.span,
+    )
+    return write_store(location_path(row.uri) / FINGERPRINTS_DIR, [rows], fingerprints.artists)
 
 
 def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
@@ -286,10 +304,22 @@ def _load_melody(directory: Path, thresholds: dict[str, Any]) -> MelodyIndex | N
         raise GateUnavailable(f"the melody index in {directory} cannot be read: {exc}") from exc
 
 
-def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> FingerprintIndex | None:
-    data = _verified_bytes(
-        directory, FINGERPRINTS_FILE, thresholds.get("fingerprint"), "the fingerprints"
-    )
+def _load_fingerprints(directory: Path, thresholds: dict[str, Any]) -> QuadTable | None:
+    """The calibrated fingerprint table, memory-mapped once its manifest's digest matches
+    the thresholds (or, for indexes calibrated before the partitioned layout, the
+    ``fingerprints.npz`` read whole and re-hashed)."""
+    entry = thresholds.get("fingerprint")
+    if isinstance(entry, dict) and entry.get("layout") is not None:
+        if entry["layout"] != FINGERPRINTS_LAYOUT or not isinstance(entry.get("sha256"), str):
+            raise GateUnavailable(
+                f"the fingerprints thresholds name layout {entry['layout']!r}, which this "
+                f"version does not read; recalibrate (`{BUILD_INDEX_COMMAND}`)"
+            )
+        try:
+            return FingerprintStore(directory / FINGERPRINTS_DIR, entry["sha256"])
+        except (FingerprintStoreError, OSError, ValueError) as exc:
+            raise GateUnavailable(f"the fingerprints are unusable: {exc}") from exc
+    data = _verified_bytes(directory, FINGERPRINTS_FILE, entry, "the fingerprints")
     if data is None:
         return None
     try:

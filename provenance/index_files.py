@@ -12,6 +12,13 @@ import hashlib
 VECTORS_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
 META_FILE = "meta.json"
+# The fingerprint table: a folder of hash partitions named by its manifest's sha256
+# (``generation.fingerprint_store``). The manifest lists every file under "files" as
+# {"sha256", "bytes", "rows"}; the thresholds record the layout and the manifest digest.
+FINGERPRINTS_DIR = "fingerprints"
+FINGERPRINTS_MANIFEST = "manifest.json"
+FINGERPRINTS_LAYOUT = "partitioned"
+# Indexes calibrated before the partitioned layout keep one in-memory table file.
 FINGERPRINTS_FILE = "fingerprints.npz"
 ARTIST_MODEL_FILE = "artist_model.npz"
 MELODY_FILE = "melody.npz"

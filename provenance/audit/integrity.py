@@ -10,6 +10,7 @@ every gate index.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from provenance.embedders import segment_embedding_files
 from provenance.hashing import sha256_uri
 from provenance.index_files import (
     ARTIST_MODEL_FILE,
+    FINGERPRINTS_DIR,
     FINGERPRINTS_FILE,
+    FINGERPRINTS_LAYOUT,
+    FINGERPRINTS_MANIFEST,
     IDS_FILE,
     MELODY_FILE,
     VECTORS_FILE,
@@ -112,11 +116,42 @@ def _indexes(session: Session) -> Iterator[tuple[str, str | None, str]]:
 
 
 def _fingerprints(session: Session) -> Iterator[tuple[str, str | None, str]]:
-    """A calibrated index's fingerprints, against the digest its thresholds record."""
+    """A calibrated index's fingerprints, against the digest its thresholds record.
+
+    A partitioned table: its manifest against the thresholds' digest, then every file the
+    manifest lists against the manifest's sha256 for it (when the manifest itself is
+    intact; otherwise its listed digests vouch for nothing). An older index: its one
+    ``fingerprints.npz``.
+    """
     for index in session.execute(select(EmbeddingIndex).order_by(EmbeddingIndex.id)).scalars():
         entry = (index.thresholds or {}).get("fingerprint")
-        if isinstance(entry, dict) and entry.get("sha256"):
+        if not (isinstance(entry, dict) and entry.get("sha256")):
+            continue
+        if entry.get("layout") is None:
             yield f"index {index.id}", f"{index.uri}/{FINGERPRINTS_FILE}", str(entry["sha256"])
+            continue
+        folder = f"{index.uri}/{FINGERPRINTS_DIR}"
+        yield f"index {index.id}", f"{folder}/{FINGERPRINTS_MANIFEST}", str(entry["sha256"])
+        if entry["layout"] == FINGERPRINTS_LAYOUT:
+            for name, sha in _listed_fingerprint_files(folder, str(entry["sha256"])):
+                yield f"index {index.id} {name}", f"{folder}/{name}", sha
+
+
+def _listed_fingerprint_files(folder: str, expected: str) -> list[tuple[str, str]]:
+    """(name, sha256) of every file an intact fingerprint manifest lists."""
+    try:
+        with fsspec.open(resolve_location(f"{folder}/{FINGERPRINTS_MANIFEST}"), "rb") as handle:
+            data = handle.read()
+        if hashlib.sha256(data).hexdigest() != expected:
+            return []
+        files = json.loads(data)["files"]
+        return [
+            (str(name), str(files[name]["sha256"]))
+            for name in sorted(files)
+            if "/" not in str(name) and not str(name).startswith(".")
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # the manifest's own check reports it
 
 
 # Calibration files beside the vectors, by their thresholds entry.

@@ -21,6 +21,7 @@ from generation.index import (
 )
 from generation.melody import SAMPLE_RATE, chroma
 from generation.melody_cohort import MelodyCohort, load_melody_cohort, write_melody_cohort
+from provenance.index_files import FINGERPRINTS_LAYOUT
 from provenance.models import EmbeddingIndex, TrainingRun, utcnow
 from tests.common.audio import CLIP_SR, melody, play, tone_clip, tune
 
@@ -91,7 +92,8 @@ def attach_fingerprints(
 ) -> None:
     """Fingerprint ``waves`` into the index and record the detector's threshold and digest."""
     sha = store_fingerprints(row, FingerprintIndex.build(waves, artists))
-    thresholds = {**(row.thresholds or {}), "fingerprint": {"threshold": threshold, "sha256": sha}}
+    entry = {"threshold": threshold, "sha256": sha, "layout": FINGERPRINTS_LAYOUT}
+    thresholds = {**(row.thresholds or {}), "fingerprint": entry}
     store_thresholds(session, row, thresholds)
 
 

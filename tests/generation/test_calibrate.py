@@ -64,8 +64,9 @@ def test_calibrate_run_stores_thresholds_and_gate_uses_them(session: Session) ->
     fingerprint = row.thresholds["fingerprint"]
     assert fingerprint["threshold"] >= MIN_THRESHOLD
     assert fingerprint["recordings"] == len(TRAINING)
-    stored = (Path(index.path) / "fingerprints.npz").read_bytes()
+    stored = (Path(index.path) / "fingerprints" / "manifest.json").read_bytes()
     assert hashlib.sha256(stored).hexdigest() == fingerprint["sha256"]
+    assert fingerprint["layout"] == "partitioned"
     # Thresholds do not change the index identity: it still loads and verifies.
     reloaded = load_index(session, run, embedder_sha256=embedder.sha256)
     assert reloaded.sha256 == index.sha256

@@ -138,7 +138,7 @@ def test_corrupt_or_missing_fingerprints_fail_closed(
     run = make_run(session)
     index = build_demo_index(session, embedder, run)
     assert index.path is not None
-    target: Path = index.path / "fingerprints.npz"
+    target: Path = index.path / "fingerprints" / "manifest.json"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))

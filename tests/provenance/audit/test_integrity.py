@@ -193,3 +193,51 @@ def test_calibration_files_are_checked_against_their_recorded_digests(
     _flip_byte(folder / name)
     problems = [d for d in verify_everything(session).discrepancies if d.kind == key]
     assert len(problems) == 1 and "sha256" in problems[0].detail, problems
+
+
+def test_partitioned_fingerprints_are_rehashed_file_by_file(
+    session: Session, tmp_path: Path
+) -> None:
+    """The manifest against the thresholds' digest, every partition against the manifest."""
+    import numpy as np
+
+    from generation.fingerprint_store import quad_rows, write_store
+    from provenance.index_files import FINGERPRINTS_DIR, FINGERPRINTS_LAYOUT
+    from provenance.models import EmbeddingIndex
+
+    recorded = build_recorded_run(session, tmp_path)
+    folder = tmp_path / "gate-index"
+    rng = np.random.default_rng(0)
+    n = 5000
+    rows = quad_rows(
+        rng.integers(0, 1 << 24, n, dtype=np.uint32),
+        rng.integers(1, 4, n),
+        rng.integers(0, 10_000, n, dtype=np.int32),
+        rng.integers(0, 80, n, dtype=np.int16),
+        rng.integers(6, 96, n, dtype=np.int16),
+    )
+    sha = write_store(folder / FINGERPRINTS_DIR, [rows], {1: [7], 2: [7], 3: [8]}, partition_bits=2)
+    entry = {"threshold": 10, "sha256": sha, "layout": FINGERPRINTS_LAYOUT}
+    session.add(
+        EmbeddingIndex(
+            training_run_id=recorded.run.id,
+            embedder_sha256="e" * 64,
+            sha256="0" * 64,
+            uri=str(folder),
+            vectors=1,
+            thresholds={"track": 0.9, "fingerprint": entry},
+        )
+    )
+    session.flush()
+    report = verify_everything(session)
+    assert report.checked["fingerprints"] == 1 + 2 * 4  # the manifest, two files a partition
+    assert not [d for d in report.discrepancies if d.kind == "fingerprints"]
+    victim = folder / FINGERPRINTS_DIR / "part-0002.rows.npy"
+    _flip_byte(victim)  # same size: only a re-hash sees it
+    problems = [d for d in verify_everything(session).discrepancies if d.kind == "fingerprints"]
+    assert len(problems) == 1, problems
+    assert problems[0].ref.endswith(victim.name) and "sha256" in problems[0].detail
+    manifest = folder / FINGERPRINTS_DIR / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"rows": 5000', '"rows": 5001'))
+    problems = [d for d in verify_everything(session).discrepancies if d.kind == "fingerprints"]
+    assert [p.ref for p in problems] == [f"index {problems[0].ref.split()[1]}"], problems
