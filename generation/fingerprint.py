@@ -243,17 +243,22 @@ class Candidates:
 def bucket_rows(
     sorted_hashes: np.ndarray, query_hashes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query position, row) pairs of each query hash's bucket in ``sorted_hashes``.
-
-    The exact lookup both tables share: binary search for each bucket's bounds, buckets
-    longer than ``MAX_BUCKET`` dropped, rows in table order within a bucket.
-    """
+    """(query position, row) pairs of each query hash's bucket in ``sorted_hashes``."""
     lo = np.searchsorted(sorted_hashes, query_hashes, side="left")
     hi = np.searchsorted(sorted_hashes, query_hashes, side="right")
-    counts = hi - lo
+    return bucket_pairs(lo, hi)
+
+
+def bucket_pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query position, row) pairs from each query hash's bucket bounds ``[lo, hi)``.
+
+    The rule every table shares: buckets longer than ``MAX_BUCKET`` are dropped, rows
+    come in query order, then in table order within a bucket.
+    """
+    counts = np.asarray(hi, dtype=np.int64) - lo
     counts[counts > MAX_BUCKET] = 0
     total = int(counts.sum())
-    q_idx = np.repeat(np.arange(query_hashes.size, dtype=np.int64), counts)
+    q_idx = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
     starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
     return q_idx, starts + np.arange(total, dtype=np.int64)
 

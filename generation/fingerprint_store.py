@@ -6,6 +6,8 @@ layout keeps them in a directory the gate maps instead of reads:
 - ``part-PPPP.hashes.npy`` the partition's quad hashes, sorted (uint32);
 - ``part-PPPP.rows.npy``   the rows in the same order, one record each: recording (int64),
                            anchor frame (int32), anchor bin and span (int16);
+- ``part-PPPP.fence.npy``  every ``FENCE_STRIDE``-th hash, read into RAM on opening
+                           (1/128 of the hashes: 31 MB at 10⁹ quads);
 - ``manifest.json``        format version, partition rule and count, row counts, every
                            file's size and sha256, the artists of every recording.
 
@@ -13,8 +15,11 @@ A quad goes to partition ``(hash × 0x9E3779B1 mod 2³²) >> (32 − bits)``: th
 a multiplicative (Fibonacci) mix of the hash. The packed hash uses only 24 of its 32
 bits, unevenly, so its own top bits would leave partitions empty; the mix spreads them.
 A bucket (all rows of one hash) lies in one partition, sorted in the order the rows were
-given, so a lookup is the same binary search as in memory (``fingerprint.bucket_rows``)
-and ``match_quads`` returns the same ``Match`` as ``FingerprintIndex`` on the same rows.
+given. A lookup finds a bucket's bounds by a binary search of the fence in RAM, then
+counts inside one block of ``FENCE_STRIDE`` hashes (512 bytes: one page read when cold,
+where a binary search of the mapped column would fault on a page per level); the bounds
+are exact, and the rows go through the in-memory table's rule (``fingerprint.bucket_pairs``),
+so ``match_quads`` returns the same ``Match`` as ``FingerprintIndex`` on the same rows.
 
 The table's digest is the sha256 of ``manifest.json``; the manifest holds every file's
 sha256. Opening checks the manifest against the digest the caller recorded and every
@@ -31,13 +36,13 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from generation.fingerprint import Candidates, QuadTable, bucket_rows
+from generation.fingerprint import Candidates, QuadTable, bucket_pairs
 from provenance.index_files import FINGERPRINTS_MANIFEST as MANIFEST
 
 FORMAT = "fairchord-fingerprints"
@@ -45,6 +50,7 @@ VERSION = 2  # 1 was the single in-memory ``fingerprints.npz``
 PARTITION_RULE = "fibonacci-top-bits"
 DEFAULT_PARTITION_BITS = 8
 DEFAULT_BATCH_ROWS = 1 << 22
+FENCE_STRIDE = 128
 _MIX = np.uint32(0x9E3779B1)
 
 # One stored row beside its hash; the spill files hold both.
@@ -86,8 +92,8 @@ def quad_rows(
     return rows
 
 
-def _part_names(p: int) -> tuple[str, str]:
-    return f"part-{p:04d}.hashes.npy", f"part-{p:04d}.rows.npy"
+def _part_names(p: int) -> tuple[str, str, str]:
+    return f"part-{p:04d}.hashes.npy", f"part-{p:04d}.rows.npy", f"part-{p:04d}.fence.npy"
 
 
 class _HashingWriter:
@@ -173,17 +179,20 @@ def write_store(
         stored = np.empty(rows.size, dtype=ROW_DTYPE)
         for name in ROW_DTYPE.names or ():
             stored[name] = rows[name]
-        hashes_name, rows_name = _part_names(p)
+        hashes_name, rows_name, fence_name = _part_names(p)
         files[hashes_name] = {"rows": count, **_save(building / hashes_name, rows["hash"])}
+        fence = rows["hash"][::FENCE_STRIDE]
+        files[fence_name] = {"rows": fence.size, **_save(building / fence_name, fence)}
         del rows
         files[rows_name] = {"rows": count, **_save(building / rows_name, stored)}
-        partitions.append({"rows": count, "files": [hashes_name, rows_name]})
+        partitions.append({"rows": count, "files": [hashes_name, rows_name, fence_name]})
     spill_dir.rmdir()
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "partition_rule": PARTITION_RULE,
         "partition_bits": partition_bits,
+        "fence_stride": FENCE_STRIDE,
         "rows": int(sum(counts)),
         "row_dtype": ROW_DTYPE.descr,
         "partitions": partitions,
@@ -248,16 +257,23 @@ class FingerprintStore(QuadTable):
         self.rows = int(manifest["rows"])
         self.artists = {int(r): [int(a) for a in ids] for r, ids in manifest["artists"].items()}
         files = manifest["files"]
+        if manifest.get("fence_stride") != FENCE_STRIDE:
+            raise FingerprintStoreError(f"{self.directory}: fence stride is not {FENCE_STRIDE}")
         self._hashes: list[np.ndarray | None] = []
         self._rows: list[np.ndarray | None] = []
+        self._fences: list[np.ndarray | None] = []
         for p, entry in enumerate(manifest["partitions"]):
             if not entry["rows"]:
                 self._hashes.append(None)
                 self._rows.append(None)
+                self._fences.append(None)
                 continue
-            hashes_name, rows_name = _part_names(p)
-            self._hashes.append(self._open(hashes_name, files, np.dtype("<u4"), entry["rows"]))
-            self._rows.append(self._open(rows_name, files, ROW_DTYPE, entry["rows"]))
+            rows = int(entry["rows"])
+            hashes_name, rows_name, fence_name = _part_names(p)
+            self._hashes.append(self._open(hashes_name, files, np.dtype("<u4"), rows))
+            self._rows.append(self._open(rows_name, files, ROW_DTYPE, rows))
+            fence = self._open(fence_name, files, np.dtype("<u4"), -(-rows // FENCE_STRIDE))
+            self._fences.append(np.array(fence))  # into RAM
         if len(self._hashes) != 1 << self.partition_bits:
             raise FingerprintStoreError(f"{self.directory}: partition count disagrees")
 
@@ -284,12 +300,6 @@ class FingerprintStore(QuadTable):
     def __len__(self) -> int:
         return self.rows
 
-    def files(self) -> Iterator[Path]:
-        """Every partition file of the table."""
-        for p, hashes in enumerate(self._hashes):
-            if hashes is not None:
-                yield from (self.directory / name for name in _part_names(p))
-
     def candidates(self, hashes: np.ndarray) -> Candidates:
         hashes = np.asarray(hashes, dtype=np.uint32)
         part = partition_of(hashes, self.partition_bits)
@@ -300,8 +310,13 @@ class FingerprintStore(QuadTable):
             stored = self._hashes[p]
             if stored is None:
                 continue
+            fence = self._fences[p]
+            assert fence is not None
             positions = order[bounds[p] : bounds[p + 1]]
-            q_local, r_idx = bucket_rows(stored, hashes[positions])
+            wanted = hashes[positions]
+            lo = _fenced_bound(stored, fence, wanted, "left")
+            hi = _fenced_bound(stored, fence, wanted, "right")
+            q_local, r_idx = bucket_pairs(lo, hi)
             if r_idx.size:
                 q_parts.append(positions[q_local])
                 rows = self._rows[p]
@@ -324,3 +339,21 @@ class FingerprintStore(QuadTable):
         return Candidates(
             q_idx, found["recording"], found["anchor_t"], found["anchor_f"], found["span"]
         )
+
+
+def _fenced_bound(
+    hashes: np.ndarray, fence: np.ndarray, wanted: np.ndarray, side: str
+) -> np.ndarray:
+    """``np.searchsorted(hashes, wanted, side)``, reading one block of ``hashes`` per value.
+
+    ``fence[j] == hashes[j * FENCE_STRIDE]``. For "left" the first position holding a
+    value ``>= h`` lies after the last fence entry ``< h``, within its block or at the
+    next block's start; likewise "right" with ``<=``. Counting inside that block gives it.
+    """
+    block = np.searchsorted(fence, wanted, side=side) - 1  # type: ignore[call-overload]
+    np.maximum(block, 0, out=block)
+    index = block[:, None] * FENCE_STRIDE + np.arange(FENCE_STRIDE)
+    inside = index < hashes.size
+    values = hashes[np.minimum(index, hashes.size - 1)]
+    below = values < wanted[:, None] if side == "left" else values <= wanted[:, None]
+    return block * FENCE_STRIDE + np.count_nonzero(below & inside, axis=1)

@@ -91,6 +91,27 @@ def test_build_from_more_rows_than_one_spill_batch(
     assert not list(tmp_path.glob("*.building-*"))  # the spill files are gone
 
 
+def test_buckets_across_fence_blocks_are_found_whole(tmp_path: Path) -> None:
+    """Buckets from 1 to 1 000 rows, crossing the fence's blocks: the same rows, the same
+    drops over MAX_BUCKET, as a binary search of the whole column."""
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 1000, 300)
+    hashes = np.repeat(rng.choice(1 << 24, sizes.size, replace=False), sizes).astype(np.uint32)
+    n = hashes.size
+    table = FingerprintIndex(
+        hashes,
+        rng.integers(1, 50, n),
+        rng.integers(0, 5000, n).astype(np.int32),
+        rng.integers(0, 80, n).astype(np.int16),
+        rng.integers(6, 96, n).astype(np.int16),
+        {r: [r] for r in range(1, 50)},
+    )
+    store = FingerprintStore(tmp_path / "fp", _write(table, tmp_path / "fp", partition_bits=2))
+    wanted = np.concatenate([np.unique(hashes), rng.integers(0, 1 << 24, 500).astype(np.uint32)])
+    wanted = np.concatenate([wanted, [0, np.iinfo(np.uint32).max]]).astype(np.uint32)
+    assert _same(store.candidates(wanted), table.candidates(wanted))
+
+
 def _first_partition(directory: Path) -> Path:
     return sorted(directory.glob("part-*.rows.npy"))[0]
 

@@ -230,7 +230,7 @@ def test_partitioned_fingerprints_are_rehashed_file_by_file(
     )
     session.flush()
     report = verify_everything(session)
-    assert report.checked["fingerprints"] == 1 + 2 * 4  # the manifest, two files a partition
+    assert report.checked["fingerprints"] == 1 + 3 * 4  # the manifest, three files a partition
     assert not [d for d in report.discrepancies if d.kind == "fingerprints"]
     victim = folder / FINGERPRINTS_DIR / "part-0002.rows.npy"
     _flip_byte(victim)  # same size: only a re-hash sees it
