@@ -7,7 +7,7 @@ layout keeps them in a directory the gate maps instead of reads:
 - ``part-PPPP.rows.npy``   the rows in the same order, one record each: recording (int64),
                            anchor frame (int32), anchor bin and span (int16);
 - ``part-PPPP.fence.npy``  every ``FENCE_STRIDE``-th hash, read into RAM on opening
-                           (1/128 of the hashes: 31 MB at 10⁹ quads);
+                           (keyed by partition: 8 bytes per 128 quads, 62 MB at 10⁹);
 - ``manifest.json``        format version, partition rule and count, row counts, every
                            file's size and sha256, the artists of every recording.
 
@@ -15,9 +15,10 @@ A quad goes to partition ``(hash × 0x9E3779B1 mod 2³²) >> (32 − bits)``: th
 a multiplicative (Fibonacci) mix of the hash. The packed hash uses only 24 of its 32
 bits, unevenly, so its own top bits would leave partitions empty; the mix spreads them.
 A bucket (all rows of one hash) lies in one partition, sorted in the order the rows were
-given. A lookup finds a bucket's bounds by a binary search of the fence in RAM, then
-counts inside one block of ``FENCE_STRIDE`` hashes (512 bytes: one page read when cold,
-where a binary search of the mapped column would fault on a page per level); the bounds
+given. A lookup finds a bucket's bounds by one binary search of all fences in RAM (for
+every query hash at once), then counts inside one block of ``FENCE_STRIDE`` hashes (512
+bytes: one page read when cold, where a binary search of the mapped column would fault
+on a page per level); the bounds
 are exact, and the rows go through the in-memory table's rule (``fingerprint.bucket_pairs``),
 so ``match_quads`` returns the same ``Match`` as ``FingerprintIndex`` on the same rows.
 
@@ -261,21 +262,26 @@ class FingerprintStore(QuadTable):
             raise FingerprintStoreError(f"{self.directory}: fence stride is not {FENCE_STRIDE}")
         self._hashes: list[np.ndarray | None] = []
         self._rows: list[np.ndarray | None] = []
-        self._fences: list[np.ndarray | None] = []
+        fences = []
         for p, entry in enumerate(manifest["partitions"]):
-            if not entry["rows"]:
+            rows = int(entry["rows"])
+            if not rows:
                 self._hashes.append(None)
                 self._rows.append(None)
-                self._fences.append(None)
+                fences.append(np.zeros(0, np.uint64))
                 continue
-            rows = int(entry["rows"])
             hashes_name, rows_name, fence_name = _part_names(p)
+            # Plain views of the mappings: indexing them skips np.memmap's per-call cost.
             self._hashes.append(self._open(hashes_name, files, np.dtype("<u4"), rows))
             self._rows.append(self._open(rows_name, files, ROW_DTYPE, rows))
             fence = self._open(fence_name, files, np.dtype("<u4"), -(-rows // FENCE_STRIDE))
-            self._fences.append(np.array(fence))  # into RAM
+            fences.append((np.uint64(p) << np.uint64(32)) | fence.astype(np.uint64))
         if len(self._hashes) != 1 << self.partition_bits:
             raise FingerprintStoreError(f"{self.directory}: partition count disagrees")
+        # Every partition's fence in RAM, keyed (partition, hash) so one search serves all.
+        self._fence_keys = np.concatenate(fences)
+        self._fence_start = np.concatenate([[0], np.cumsum([f.size for f in fences])])
+        self._part_rows = np.array([int(e["rows"]) for e in manifest["partitions"]], np.int64)
 
     def _open(
         self, name: str, files: Mapping[str, Any], dtype: np.dtype[Any], rows: int
@@ -295,65 +301,48 @@ class FingerprintStore(QuadTable):
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         if array.dtype != dtype or array.shape != (rows,):
             raise FingerprintStoreError(f"{path}: {array.dtype} {array.shape}, expected {rows}")
-        return array
+        return array.view(np.ndarray)
 
     def __len__(self) -> int:
         return self.rows
 
     def candidates(self, hashes: np.ndarray) -> Candidates:
         hashes = np.asarray(hashes, dtype=np.uint32)
+        n_parts = 1 << self.partition_bits
         part = partition_of(hashes, self.partition_bits)
         order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange((1 << self.partition_bits) + 1))
-        q_parts, row_parts = [], []
-        for p in np.flatnonzero(np.diff(bounds)):
-            stored = self._hashes[p]
-            if stored is None:
-                continue
-            fence = self._fences[p]
-            assert fence is not None
-            positions = order[bounds[p] : bounds[p + 1]]
-            wanted = hashes[positions]
-            lo = _fenced_bound(stored, fence, wanted, "left")
-            hi = _fenced_bound(stored, fence, wanted, "right")
-            q_local, r_idx = bucket_pairs(lo, hi)
-            if r_idx.size:
-                q_parts.append(positions[q_local])
+        part, wanted = part[order], hashes[order]
+        bounds = np.searchsorted(part, np.arange(n_parts + 1))
+        touched = [p for p in np.flatnonzero(np.diff(bounds)) if self._hashes[p] is not None]
+        keys = (part.astype(np.uint64) << np.uint64(32)) | wanted.astype(np.uint64)
+        sizes = self._part_rows[part][:, None]
+        ends = []
+        for side in ("left", "right"):
+            # The block holding the bound: after the last fence entry below (or at) it.
+            block = np.searchsorted(self._fence_keys, keys, side=side) - 1
+            block = np.maximum(block - self._fence_start[part], 0)
+            index = block[:, None] * FENCE_STRIDE + np.arange(FENCE_STRIDE)
+            values = np.zeros(index.shape, np.uint32)
+            for p in touched:
+                stored = self._hashes[p]
+                assert stored is not None
+                lo, hi = bounds[p], bounds[p + 1]
+                values[lo:hi] = stored[np.minimum(index[lo:hi], stored.size - 1)]
+            below = values < wanted[:, None] if side == "left" else values <= wanted[:, None]
+            ends.append(block * FENCE_STRIDE + np.count_nonzero(below & (index < sizes), axis=1))
+        q_local, r_idx = bucket_pairs(ends[0], ends[1])
+        found = np.empty(r_idx.size, ROW_DTYPE)
+        spans = np.searchsorted(part[q_local], np.arange(n_parts + 1))
+        for p in touched:
+            lo, hi = spans[p], spans[p + 1]
+            if hi > lo:
                 rows = self._rows[p]
                 assert rows is not None
-                row_parts.append(rows[r_idx])
-        if not q_parts:
-            empty = np.zeros(0, dtype=ROW_DTYPE)
-            return Candidates(
-                np.zeros(0, np.int64),
-                empty["recording"],
-                empty["anchor_t"],
-                empty["anchor_f"],
-                empty["span"],
-            )
-        q_idx = np.concatenate(q_parts)
-        found = np.concatenate(row_parts)
+                found[lo:hi] = rows[r_idx[lo:hi]]
         # Query order, stored order within a bucket: the order the in-memory table gives.
+        q_idx = order[q_local]
         back = np.argsort(q_idx, kind="stable")
         q_idx, found = q_idx[back], found[back]
         return Candidates(
             q_idx, found["recording"], found["anchor_t"], found["anchor_f"], found["span"]
         )
-
-
-def _fenced_bound(
-    hashes: np.ndarray, fence: np.ndarray, wanted: np.ndarray, side: str
-) -> np.ndarray:
-    """``np.searchsorted(hashes, wanted, side)``, reading one block of ``hashes`` per value.
-
-    ``fence[j] == hashes[j * FENCE_STRIDE]``. For "left" the first position holding a
-    value ``>= h`` lies after the last fence entry ``< h``, within its block or at the
-    next block's start; likewise "right" with ``<=``. Counting inside that block gives it.
-    """
-    block = np.searchsorted(fence, wanted, side=side) - 1  # type: ignore[call-overload]
-    np.maximum(block, 0, out=block)
-    index = block[:, None] * FENCE_STRIDE + np.arange(FENCE_STRIDE)
-    inside = index < hashes.size
-    values = hashes[np.minimum(index, hashes.size - 1)]
-    below = values < wanted[:, None] if side == "left" else values <= wanted[:, None]
-    return block * FENCE_STRIDE + np.count_nonzero(below & inside, axis=1)
