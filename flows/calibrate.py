@@ -1,8 +1,11 @@
 """The `gate-calibrate` flow: build the gate for a checkpoint's snapshot and set its thresholds.
 
 It reads the snapshot's member recordings, decodes them (retried: file reads),
-then embeds, fingerprints and calibrates inside one transaction that stores the
-index, its thresholds and their audit events (``generation.calibrate``).
+embeds them, then records the detector and builds the index in one short
+transaction, fingerprints and calibrates with no transaction open, and stores the
+thresholds and their audit event in a second short one (``generation.calibrate``).
+On SQLite every transaction holds the write lock, so other commands (a consent
+change, an ingest) can write while the calibration runs.
 """
 
 from __future__ import annotations
@@ -65,7 +68,13 @@ def calibrate_task(
     clip_samples: int | None,
     show_progress: bool,
 ) -> dict[str, Any]:
-    from generation.calibrate import calibrate_run, default_transforms
+    from generation.calibrate import (
+        compute_calibration,
+        default_transforms,
+        embed_members,
+        index_snapshot,
+        store_calibration,
+    )
     from generation.gate_models import (
         detector_config,
         load_gate_cohort,
@@ -80,6 +89,10 @@ def calibrate_task(
     melody_cohort = load_gate_melody_cohort()
     clips = {rec_id: wave[:clip_samples] for rec_id, wave in recordings.items()}
     transforms = default_transforms()
+    # Three short transactions around the long work, so other commands can write meanwhile
+    # (on SQLite every transaction holds the write lock): embed outside any transaction;
+    # record the detector and build the index; compute with no transaction open; store.
+    windows = embed_members(embedder, recordings)
     with transaction(db_url) as session:
         record_gate_detector(
             session,
@@ -88,25 +101,33 @@ def calibrate_task(
             kind=str(getattr(embedder, "kind", "unknown")),
             config=detector_config(embedder, cohort, melody_cohort),
         )
-        with Progress(console=_progress_console, disable=not show_progress, transient=True) as bar:
-            step = bar.add_task(
-                f"calibrating: each recording and {len(transforms)} transformed copies",
-                total=len(clips),
-            )
-            report = calibrate_run(
-                session,
-                session.get_one(Checkpoint, checkpoint_id),
-                embedder=embedder,
-                clips=clips,
-                recordings=recordings,
-                transforms=transforms,
-                false_block_rate=false_block_rate,
-                progress=lambda n: bar.advance(step, n),
-                cohort=cohort,
-                artists={m.recording_id: list(m.artist_ids) for m in members},
-                melody_cohort=melody_cohort,
-                member_sha256={m.sha256 for m in members},
-            )
+        snapshot = index_snapshot(
+            session,
+            session.get_one(Checkpoint, checkpoint_id),
+            embedder=embedder,
+            recordings=recordings,
+            windows=windows,
+            cohort=cohort,
+            artists={m.recording_id: list(m.artist_ids) for m in members},
+            melody_cohort=melody_cohort,
+            member_sha256={m.sha256 for m in members},
+        )
+    with Progress(console=_progress_console, disable=not show_progress, transient=True) as bar:
+        step = bar.add_task(
+            f"calibrating: each recording and {len(transforms)} transformed copies",
+            total=len(clips),
+        )
+        report = compute_calibration(
+            snapshot,
+            embedder=embedder,
+            clips=clips,
+            recordings=recordings,
+            transforms=transforms,
+            false_block_rate=false_block_rate,
+            progress=lambda n: bar.advance(step, n),
+        )
+    with transaction(db_url) as session:
+        store_calibration(session, snapshot, report)
     return report.to_json()
 
 

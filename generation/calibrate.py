@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from generation.cohort import Cohort
 from generation.fingerprint import FingerprintIndex
 from generation.gate import AudioEmbedder, audible
 from generation.index import (
+    GateIndex,
     GateUnavailable,
     build_index_for_run,
     load_index,
@@ -41,37 +43,53 @@ from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
 log = logging.getLogger(__name__)
 
 
-def calibrate_run(
+@dataclass
+class IndexedSnapshot:
+    """What calibration reads from the database: the gate index it calibrates (built from
+    the whole members' windows when there is a cohort), each member's artists, and the
+    sounding windows the artist model enrols. Read in one short transaction
+    (:func:`index_snapshot`); the long work (:func:`compute_calibration`) needs no session."""
+
+    index: GateIndex
+    # The index's row, loaded (its uri names the folder the calibration files go to).
+    row: EmbeddingIndex
+    rec_artists: dict[int, set[int]]
+    windows: dict[int, np.ndarray]
+    cohort: Cohort | None
+    melody_cohort: MelodyCohort | None
+
+    @property
+    def detectors(self) -> int:
+        return 4 if self.melody_cohort is not None else 3
+
+
+def embed_members(
+    embedder: AudioEmbedder, recordings: Mapping[int, np.ndarray]
+) -> dict[int, np.ndarray]:
+    """Every window of every whole member recording (no database)."""
+    return {
+        rec: np.asarray(embedder.embed_audio(recordings[rec]), dtype=np.float32)
+        for rec in sorted(recordings)
+    }
+
+
+def index_snapshot(
     session: Session,
     checkpoint_or_run: Checkpoint | TrainingRun | int,
     *,
     embedder: AudioEmbedder,
-    clips: Mapping[int, np.ndarray],
     recordings: Mapping[int, np.ndarray],
-    transforms: Mapping[str, Transform],
-    false_block_rate: float = 0.01,
-    artist_top_k: int = 3,
-    progress: Callable[[int], None] | None = None,
+    windows: Mapping[int, np.ndarray] | None = None,
     cohort: Cohort | None = None,
     artists: Mapping[int, Sequence[int]] | None = None,
     melody_cohort: MelodyCohort | None = None,
     member_sha256: Collection[str] = (),
-) -> CalibrationReport:
-    """Calibrate the run's newest gate index and store the thresholds with it (+ audit event).
+) -> IndexedSnapshot:
+    """Build the gate index for this embedder (with a cohort) and load the index to calibrate.
 
-    ``clips`` (recording id → wave, usually the first N seconds) are the calibration
-    queries; ``recordings`` (whole member recordings) are fingerprinted for the index.
-
-    With a ``cohort`` (outside music embedded by the same embedder) and the recordings'
-    ``artists`` (recording id → party ids), the gate index for this embedder is first
-    built from the whole recordings' windows, an artist model is enrolled and calibrated
-    on the cohort (``generation.calibrate_artists``), and the cohort's calibration tracks
-    join the track negatives. With a ``melody_cohort`` the snapshot's melodies are indexed
-    and the melody detector calibrated on it (``generation.calibrate_melody``). Cohort
-    tracks whose source file has the sha256 of a member (``member_sha256``) are left out:
-    a member is not outside music.
+    ``windows`` are :func:`embed_members` of ``recordings`` when the caller embedded them
+    before opening its transaction; otherwise they are embedded here.
     """
-    detectors = 4 if melody_cohort is not None else 3
     if cohort is not None:
         cohort = cohort.excluding(member_sha256)
     if melody_cohort is not None:
@@ -85,10 +103,9 @@ def calibrate_run(
                 f"the cohort was embedded with {cohort.embedder_sha256[:12]}, the gate "
                 f"embedder is {embedder.sha256[:12]}"
             )
-        windows_by_rec = {
-            rec: np.asarray(embedder.embed_audio(recordings[rec]), dtype=np.float32)
-            for rec in sorted(recordings)
-        }
+        windows_by_rec = (
+            dict(windows) if windows is not None else embed_members(embedder, recordings)
+        )
         build_gate_index(session, checkpoint_or_run, embedder.sha256, windows_by_rec, artists)
         # The artist model enrols sounding windows only, as the gate scores them.
         windows_by_rec = {
@@ -105,6 +122,29 @@ def calibrate_run(
         raise GateUnavailable(
             f"cannot fingerprint the whole snapshot: no audio for recordings {missing[:10]}"
         )
+    assert index.row_id is not None
+    row = gate_index_by_id(session, index.row_id)
+    if row is None:
+        raise GateUnavailable(f"gate index {index.row_id} has no row")
+    return IndexedSnapshot(index, row, rec_artists, windows_by_rec, cohort, melody_cohort)
+
+
+def compute_calibration(
+    snapshot: IndexedSnapshot,
+    *,
+    embedder: AudioEmbedder,
+    clips: Mapping[int, np.ndarray],
+    recordings: Mapping[int, np.ndarray],
+    transforms: Mapping[str, Transform],
+    false_block_rate: float = 0.01,
+    artist_top_k: int = 3,
+    progress: Callable[[int], None] | None = None,
+) -> CalibrationReport:
+    """Fingerprint the snapshot, set every threshold, enrol the artist model and the melody
+    detector, and write their files beside the index. No database: the thresholds are
+    recorded afterwards by :func:`store_calibration`."""
+    index, rec_artists = snapshot.index, snapshot.rec_artists
+    cohort, melody_cohort, detectors = snapshot.cohort, snapshot.melody_cohort, snapshot.detectors
     fingerprints = FingerprintIndex.build(
         {rec: recordings[rec] for rec in sorted(rec_artists)}, rec_artists
     )
@@ -120,20 +160,17 @@ def calibrate_run(
         outside_windows=cohort.part("calibration") if cohort is not None else (),
         detectors=detectors,
     )
-    assert index.row_id is not None
-    row = gate_index_by_id(session, index.row_id)
-    assert row is not None
-    fp_sha = store_fingerprints(row, fingerprints)
+    fp_sha = store_fingerprints(snapshot.row, fingerprints)
     thresholds = dict(report.thresholds)
     if cohort is not None:
         calibration = calibrate_artist_model(
-            windows_by_rec,
+            snapshot.windows,
             {rec: sorted(ids) for rec, ids in rec_artists.items()},
             cohort,
             rate=false_block_rate / detectors,
         )
         entry = calibration.thresholds_entry(cohort)
-        entry["sha256"] = store_artist_model(row, calibration.model)
+        entry["sha256"] = store_artist_model(snapshot.row, calibration.model)
         # The artist model replaces the top-k artist score for this index.
         thresholds["artist"] = calibration.threshold
         thresholds["artist_tail"] = None
@@ -159,7 +196,7 @@ def calibrate_run(
         )
         melody_bytes = melody.index.to_bytes()
         thresholds["melody"] = melody.thresholds_entry(melody_cohort, melody_bytes)
-        thresholds["melody"]["sha256"] = store_melody(row, melody_bytes)
+        thresholds["melody"]["sha256"] = store_melody(snapshot.row, melody_bytes)
         report.melody = {
             "thresholds": melody.thresholds,
             "outside_negatives": melody.outside_negatives,
@@ -178,7 +215,74 @@ def calibrate_run(
         "recordings": len(fingerprints.artists),
     }
     report.thresholds = thresholds
-    store_thresholds(session, row, {**thresholds, "report": _summary(report)})
+    return report
+
+
+def store_calibration(
+    session: Session, snapshot: IndexedSnapshot, report: CalibrationReport
+) -> None:
+    """Record the calibrated thresholds on the index row, with their audit event."""
+    assert snapshot.index.row_id is not None
+    row = gate_index_by_id(session, snapshot.index.row_id)
+    if row is None:
+        raise GateUnavailable(f"gate index {snapshot.index.row_id} vanished while calibrating")
+    store_thresholds(session, row, {**report.thresholds, "report": _summary(report)})
+
+
+def calibrate_run(
+    session: Session,
+    checkpoint_or_run: Checkpoint | TrainingRun | int,
+    *,
+    embedder: AudioEmbedder,
+    clips: Mapping[int, np.ndarray],
+    recordings: Mapping[int, np.ndarray],
+    transforms: Mapping[str, Transform],
+    false_block_rate: float = 0.01,
+    artist_top_k: int = 3,
+    progress: Callable[[int], None] | None = None,
+    cohort: Cohort | None = None,
+    artists: Mapping[int, Sequence[int]] | None = None,
+    melody_cohort: MelodyCohort | None = None,
+    member_sha256: Collection[str] = (),
+) -> CalibrationReport:
+    """Calibrate the run's newest gate index and store the thresholds with it (+ audit event),
+    all in the caller's one session (the flow splits the same three steps over short
+    transactions: :func:`index_snapshot`, :func:`compute_calibration`,
+    :func:`store_calibration`).
+
+    ``clips`` (recording id → wave, usually the first N seconds) are the calibration
+    queries; ``recordings`` (whole member recordings) are fingerprinted for the index.
+
+    With a ``cohort`` (outside music embedded by the same embedder) and the recordings'
+    ``artists`` (recording id → party ids), the gate index for this embedder is first
+    built from the whole recordings' windows, an artist model is enrolled and calibrated
+    on the cohort (``generation.calibrate_artists``), and the cohort's calibration tracks
+    join the track negatives. With a ``melody_cohort`` the snapshot's melodies are indexed
+    and the melody detector calibrated on it (``generation.calibrate_melody``). Cohort
+    tracks whose source file has the sha256 of a member (``member_sha256``) are left out:
+    a member is not outside music.
+    """
+    snapshot = index_snapshot(
+        session,
+        checkpoint_or_run,
+        embedder=embedder,
+        recordings=recordings,
+        cohort=cohort,
+        artists=artists,
+        melody_cohort=melody_cohort,
+        member_sha256=member_sha256,
+    )
+    report = compute_calibration(
+        snapshot,
+        embedder=embedder,
+        clips=clips,
+        recordings=recordings,
+        transforms=transforms,
+        false_block_rate=false_block_rate,
+        artist_top_k=artist_top_k,
+        progress=progress,
+    )
+    store_calibration(session, snapshot, report)
     return report
 
 
