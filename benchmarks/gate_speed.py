@@ -15,9 +15,9 @@ Then the whole gate per 10 s clip, as ``SimilarityGate.check`` runs it: the MSD-
 embedding of the clip (three 3 s windows; the demo CLAP, ``--clap``, default the home's,
 is timed beside it as the peer it replaced), the artist model's scores, search + per-artist
 scores (``SimilarityGate.score_windows``) at the synthetic size, exact and two-stage, and
-the fingerprint match against a calibrated index's fingerprints (``--fingerprints``,
-default the newest under $FAIRCHORD_HOME), and the melody match against that home's
-newest melody index.
+the fingerprint match (``match_windows``, as the gate calls it) against a calibrated
+index's fingerprints (``--fingerprints``, default the newest under $FAIRCHORD_HOME), and
+the melody match against that home's newest melody index.
 
     .venv/bin/python benchmarks/gate_speed.py --segments 1000000 --threads 2
 """
@@ -27,13 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from generation.fingerprint import FingerprintIndex
+from generation.fingerprint import FingerprintIndex, QuadTable
+from generation.fingerprint_store import FingerprintStore
 from generation.gate import SimilarityGate
 from generation.index import GateIndex
 from generation.search import TwoStageSearch
@@ -105,7 +107,11 @@ def clip_costs(
         [Path(fingerprints)]
         if fingerprints
         else sorted(
-            home.glob("runs/*/gate-index/*/fingerprints.npz"), key=lambda p: p.stat().st_mtime
+            [
+                *home.glob("runs/*/gate-index/*/fingerprints.npz"),
+                *home.glob("runs/*/gate-index/*/fingerprints/manifest.json"),
+            ],
+            key=lambda p: p.stat().st_mtime,
         )
     )
     source = Path(audio) if audio else Path(DEFAULT_AUDIO)
@@ -120,7 +126,7 @@ def clip_costs(
 
     musicnn = MusicnnEmbedder.load()
     musicnn.embed_audio(wave)  # warm-up
-    t_embed = float(np.median([timed(musicnn.embed_audio, wave)[0] for _ in range(7)]))
+    t_embed = float(np.median([timed(musicnn.embed_audio, wave)[0] for _ in range(21)]))
     models = sorted(
         home.glob("runs/*/gate-index/*/artist_model.npz"), key=lambda p: p.stat().st_mtime
     )
@@ -143,10 +149,10 @@ def clip_costs(
     else:
         log.warning("no CLAP at %s: skipping the peer CLAP timing", clap_path)
     if fp_paths:
-        reference = FingerprintIndex.from_bytes(fp_paths[-1].read_bytes())
+        reference = load_fingerprints(fp_paths[-1])
         hashes = len(reference)
-        reference.match(wave)
-        t_fp = float(np.median([timed(reference.match, wave)[0] for _ in range(5)]))
+        reference.match_windows(wave)  # warm-up
+        t_fp = float(np.median([timed(reference.match_windows, wave)[0] for _ in range(5)]))
     else:
         log.warning("no calibrated fingerprints found: skipping the fingerprint timing")
     melodies = sorted(home.glob("runs/*/gate-index/*/melody.npz"), key=lambda p: p.stat().st_mtime)
@@ -162,6 +168,17 @@ def clip_costs(
     else:
         log.warning("no calibrated melody index found: skipping the melody timing")
     return t_embed, t_fp, hashes, extra
+
+
+def load_fingerprints(path: Path) -> QuadTable:
+    """A calibrated index's fingerprints: a ``fingerprints.npz`` (indexes calibrated before
+    the partitioned layout), or the partitioned table under ``fingerprints/`` (``path`` its
+    folder or manifest), opened with the digest its index's ``meta.json`` records."""
+    if path.suffix == ".npz":
+        return FingerprintIndex.from_bytes(path.read_bytes())
+    directory = path.parent if path.name == "manifest.json" else path
+    meta = json.loads((directory.parent / "meta.json").read_text())
+    return FingerprintStore(directory, meta["thresholds"]["fingerprint"]["sha256"])
 
 
 def timed(fn: Any, *args: Any, repeat: int = 1) -> tuple[float, Any]:
@@ -187,17 +204,25 @@ def main() -> None:
         "--copy-noise", type=float, default=0.02, help="per-dim noise of planted copies"
     )
     parser.add_argument("--probe-tracks", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="faiss and torch threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seed-embeddings", default=None, help=".npy of real segment embeddings")
     parser.add_argument("--clap", default=None, help="CLAP checkpoint (default: the home's)")
-    parser.add_argument("--fingerprints", default=None, help="a calibrated fingerprints.npz")
+    parser.add_argument(
+        "--fingerprints",
+        default=None,
+        help="a calibrated index's fingerprints.npz or fingerprints/ folder (default: the home's)",
+    )
     parser.add_argument("--audio", default=None, help=f"10 s clip source (default {DEFAULT_AUDIO})")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faiss.omp_set_num_threads(args.threads)
+    import torch
 
+    torch.set_num_threads(args.threads)  # the embedders' (torch's default: every core)
+
+    load_at_start = os.getloadavg()
     base = np.load(args.seed_embeddings) if args.seed_embeddings else None
     t0 = time.perf_counter()
     vectors, track_of, artist_of = synthetic_segments(
@@ -284,6 +309,8 @@ def main() -> None:
         **extra,
         "fingerprint_match_ms_per_10s_clip": None if t_fp is None else 1000 * t_fp,
         "fingerprint_reference_hashes": fp_hashes,
+        "load_average_1_5_15_at_start": " / ".join(f"{x:.2f}" for x in load_at_start),
+        "load_average_1_5_15_at_end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     if t_embed is not None and t_fp is not None:
         for name, t_score in (("exact", t_score_exact), ("two_stage", t_score_two)):
