@@ -138,7 +138,11 @@ def _print(result: dict[str, Any]) -> None:
         )
         return
     signer = terminal_safe(credential.get("signer") or "unknown signer")
-    trust = "trusted" if credential.get("trusted") else "untrusted"
+    trust = (
+        "chains to a trust anchor given here"
+        if credential.get("trusted")
+        else "no trust anchor given here vouches for it"
+    )
     head = f"{name}: signed by {signer} ({trust})"
     if code == 0:
         console.print(
