@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from training import shards
+from training.distributed import ranks_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +263,8 @@ def load_run_segments(
     """The (train, validation) segments of a training run: the one loader of the train flow
     and of ``python -m training.torchrun --spec``.
 
-    Every row read is logged in ``out_dir/materialised.json``; a row of a non-member
-    stops the run before it trains.
+    Every row read is logged in ``out_dir/materialised.json`` (by rank 0 under torchrun:
+    every rank reads the same rows); a row of a non-member stops the run before it trains.
     """
     ledger = MaterializationLedger()
     data = load_snapshot_segments(
@@ -277,7 +278,16 @@ def load_run_segments(
     if outside:  # cannot happen through the filtered reader; checked anyway, loudly
         raise RuntimeError(f"rows of non-members {outside} were materialised; refusing to train")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "materialised.json").write_text(
+    if ranks_from_env().is_main:
+        write_ledger(out_dir / "materialised.json", ledger, training_run_id, members_digest)
+    return split_segments(data, val_fraction=val_fraction, seed=seed)
+
+
+def write_ledger(
+    path: Path, ledger: MaterializationLedger, training_run_id: int | None, members_digest: str
+) -> None:
+    """The run's ``materialised.json``: every row read, and the recordings they came from."""
+    path.write_text(
         json.dumps(
             {
                 "training_run_id": training_run_id,
@@ -288,4 +298,3 @@ def load_run_segments(
         ),
         encoding="utf-8",
     )
-    return split_segments(data, val_fraction=val_fraction, seed=seed)
