@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event, chain_head
 from provenance.models import (
+    FeatureSet,
     FeatureSetRecording,
     Recording,
     TrainingRun,
@@ -377,3 +378,47 @@ def set_run_status(
         entity_id=run.id,
         payload={"from": previous, **(payload or {})},
     )
+
+
+def snapshot_disagreements(
+    session: Session,
+    training_run_id: int,
+    *,
+    members: Mapping[int, str],
+    members_digest: str,
+    audit_head: str,
+    mel_config_hash: str,
+    mel_config: Mapping[str, Any],
+) -> list[str]:
+    """What a description of run ``training_run_id`` (a torchrun spec) says that the database
+    does not: the snapshot must verify (:func:`verify_snapshot`), and the members (recording id
+    → sha256), their digest, the audit head and the feature set's mel config must be the run's.
+    Empty when they all agree."""
+    run = session.get(TrainingRun, training_run_id)
+    if run is None:
+        return [f"no training run {training_run_id}"]
+    problems = verify_snapshot(session, training_run_id)
+    recorded = member_sha256s(session, training_run_id)
+    given = {int(rid): sha for rid, sha in members.items()}
+    if extra := sorted(set(given) - set(recorded)):
+        problems.append(f"recordings {extra} are not members of training run {run.id}")
+    if missing := sorted(set(recorded) - set(given)):
+        problems.append(f"members {missing} of training run {run.id} are left out")
+    for rid in sorted(set(given) & set(recorded)):
+        if given[rid] != recorded[rid]:
+            problems.append(
+                f"recording {rid}: sha256 {given[rid]} is not the member row's {recorded[rid]}"
+            )
+    if members_digest != run.members_digest:
+        problems.append(f"members digest {members_digest!r} is not the run's {run.members_digest}")
+    if audit_head != (run.audit_head or ""):
+        problems.append(f"audit head {audit_head!r} is not the run's {run.audit_head!r}")
+    features = session.get(FeatureSet, run.feature_set_id) if run.feature_set_id else None
+    if features is None:
+        problems.append(f"training run {run.id} has no feature set")
+    elif mel_config_hash != features.mel_config_hash or dict(mel_config) != features.mel_config:
+        problems.append(
+            f"mel config {mel_config_hash!r} is not the one of the run's feature set "
+            f"({features.mel_config_hash})"
+        )
+    return problems

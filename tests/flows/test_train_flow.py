@@ -1,5 +1,6 @@
 """The `train` flow for real: snapshot, training, checkpoints recorded, gate index, run finished;
-then `python -m training.torchrun --spec` on the spec it wrote.
+then `python -m training.torchrun --spec` on the spec it wrote, which refuses a spec that
+describes the run otherwise than the database (digest, audit head, mel config, a member's sha256).
 
 On a tiny featurized corpus (four one-segment tone recordings, one CC-BY-NC) with a debug
 CLAP trained and used to embed every segment, on SQLite and PostgreSQL.
@@ -11,17 +12,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from flows.clap import clap_embed_flow, clap_train_flow
-from flows.featurize import featurize_flow
 from flows.train import run_dir, train_flow, uri_to_path
 from provenance.audit.integrity import verify_everything
 from provenance.db import session_factory
 from provenance.hashing import sha256_file
 from provenance.models import Checkpoint, TrainingRun, TrainingRunMember
-from tests.common.corpus import seed_tone_corpus
+from tests.common.trainable_corpus import trainable_tone_corpus
 from training import torchrun
 from training.checkpoint import read_meta
 
@@ -30,12 +29,7 @@ from training.checkpoint import read_meta
 def test_train_flow_records_what_it_trained_on(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "audio"
-    folder.mkdir()
-    ids = seed_tone_corpus(db_url, folder)
-    assert featurize_flow(db_url=db_url)["segments"] == 4
-    clap = clap_train_flow(config_name="debug", db_url=db_url)
-    assert clap_embed_flow(db_url=db_url)["segments"] == 4
+    ids, clap = trainable_tone_corpus(db_url, tmp_path / "audio")
 
     summary = train_flow(
         policy="commercial", config_name="debug", max_steps=2, db_url=db_url, progress=False
@@ -71,6 +65,27 @@ def test_train_flow_records_what_it_trained_on(
         ).scalars()
         [recorded] = list(rows)
         assert recorded.sha256 == sha256_file(tmp_path / "torchrun-out" / "final.safetensors")
+        count = session.execute(select(func.count()).select_from(Checkpoint)).scalar_one()
+
+    # A spec that says anything else about its run than the database does is refused.
+    member = next(iter(spec["members"]))
+    for run_info, members in [
+        ({"snapshot_digest": "0" * 64}, {}),
+        ({"audit_head": "1:" + "0" * 64}, {}),
+        ({"mel_config_hash": "0" * 16}, {}),
+        ({}, {member: "0" * 64}),
+    ]:
+        refused = {
+            **spec,
+            "out_dir": str(tmp_path / "refused"),
+            "run_info": {**spec["run_info"], **run_info},
+            "members": {**spec["members"], **members},
+        }
+        spec_path.write_text(json.dumps(refused))
+        assert torchrun.main(["--spec", str(spec_path)]) == 2, (run_info, members)
+    assert not (tmp_path / "refused").exists()
+    with session_factory(engine)() as session:
+        assert session.execute(select(func.count()).select_from(Checkpoint)).scalar_one() == count
 
 
 def check_recorded_run(session: Session, run_id: int, summary: dict) -> None:
