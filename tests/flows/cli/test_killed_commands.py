@@ -95,13 +95,13 @@ def test_killed_ingest_takes_its_temporary_prefect_server_with_it(tmp_path: Path
 def test_killed_demo_takes_its_running_step_with_it(tmp_path: Path) -> None:
     """The demo runs each step as a child; killing the demo used to leave that step running."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "demo", "--stop-after", "2"],
+        [sys.executable, "-m", "flows.cli", "demo", "--stop-after", "3"],
         cwd=REPO,
         env=command_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # Step 2 builds the demo corpus: half a minute or more of work when killed at its start.
+    # Step 3 builds the demo corpus: half a minute or more of work when killed at its start.
     step = wait_for_child(demo, lambda argv: argv[-2:] == ["corpus", "demo"])
     kill_and_check(demo, step, seconds=3)
 
