@@ -378,6 +378,31 @@ def _record_and_write(
     outcome.status = "blocked_gate" if outcome.blocked else "allowed"
 
 
+def _still_holds(attempt: _Attempt, screen: PromptScreen | None, run: TrainingRun) -> bool:
+    """After sampling with the transaction released: screen the prompt and check the taint
+    again on the ledger as it is now. False (recorded) when the prompt is now refused;
+    raises :class:`TaintedCheckpoint` (recorded) when the checkpoint became tainted."""
+    session, request, outcome = attempt.session, attempt.request, attempt.outcome
+    screened = _screen_prompt(session, request, screen)
+    if screened.verdict == "block":
+        row = record_stopped(
+            session,
+            request,
+            attempt.ckpt,
+            screened,
+            status="blocked_prompt",
+            params={"screened_again": "after sampling"},
+        )
+        outcome.status = "blocked_prompt"
+        outcome.screen = screened
+        outcome.generation_ids = [row.id]
+        log.info("prompt blocked after sampling: %s", "; ".join(screened.reasons))
+        return False
+    if not outcome.tainted_override:
+        _check_taint(attempt, run)
+    return True
+
+
 # --- the pipeline --------------------------------------------------------------------------
 
 
@@ -392,6 +417,7 @@ def generate(
     screen: PromptScreen | None = None,
     on_step: Callable[[], None] | None = None,
     signing_keys: SigningKeys | None = None,
+    release: Callable[[], None] | None = None,
 ) -> GenerationOutcome:
     """Screen, check, sample, vocode, gate and write; see the module docstring for the order.
 
@@ -406,6 +432,12 @@ def generate(
     ``on_step`` is called after every sampler step. ``signing_keys`` sign every written
     clip's audio (:func:`provenance.signing_keys.find_signing_keys` finds the configured
     ones); without them the clips are written unsigned, and recorded as such.
+
+    ``release`` is called once everything is read and verified, before sampling: the
+    caller may end its transaction there (the CLI commits, so on SQLite, where every
+    transaction holds the write lock, other commands can write while it samples). The
+    ledger may then change under the sampling, so the prompt screen and the taint check
+    run again before anything is recorded or written.
     """
     ckpt = checkpoint
     screened = _screen_prompt(session, request, screen)
@@ -442,9 +474,13 @@ def generate(
     init_mel, frames = init_mel_for(request, models.mel_config)
 
     # 6. Sample, vocode and gate every clip before writing any.
+    if release is not None:
+        release()
     sampled = _sample_all(
         attempt, models, vocode, init_mel=init_mel, frames=frames, on_step=on_step
     )
+    if release is not None and not _still_holds(attempt, screen, run):
+        return outcome
 
     # 7. Record every decision; write the allowed clips.
     _record_and_write(attempt, models, vocode, sampled, frames)

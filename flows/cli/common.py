@@ -98,3 +98,20 @@ def session_scope() -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+@contextmanager
+def released_session_scope() -> Iterator[Session]:
+    """A session the block may commit midway (to end a transaction before long work):
+    committed at the end on success, rolled back on an exception."""
+    engine = migrated_engine()
+    try:
+        with session_factory(engine)() as session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
+    finally:
+        engine.dispose()

@@ -36,7 +36,14 @@ from typing import Any
 
 import typer
 
-from flows.cli.common import EXIT_BAD_INPUT, console, err_console, fail, print_json, session_scope
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    console,
+    err_console,
+    fail,
+    print_json,
+    released_session_scope,
+)
 from flows.cli.gate import EXIT_BLOCKED, EXIT_GATE_UNAVAILABLE, resolve_checkpoint
 from generation.gate_models import load_clap_embedder, load_gate_embedder, load_wave_16k
 from provenance.hashing import sha256_file
@@ -174,7 +181,9 @@ def register(app: typer.Typer) -> None:
             )
 
         failure: tuple[str, int] | None = None
-        with session_scope() as session:
+        # Committed before sampling (``release``), so the sampling holds no transaction,
+        # and again at the end: the attempt's rows are kept whatever the outcome.
+        with released_session_scope() as session:
             ckpt = resolve_checkpoint(session, checkpoint)
             with Progress(
                 "[progress.description]{task.description}",
@@ -197,6 +206,7 @@ def register(app: typer.Typer) -> None:
                         load_gate_embedder=load_gate_embedder,
                         on_step=lambda: bar.advance(task),
                         signing_keys=keys,
+                        release=session.commit,
                     )
                 except TaintedCheckpoint as exc:
                     failure = (f"refused: {exc}", EXIT_TAINTED)
