@@ -46,30 +46,25 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
+from generation.attempt import Attempt, check_taint, screen_prompt, still_holds, stop
 from generation.attempt_rows import generation_row, record_failed_clips, record_stopped
 from generation.checkpoint_checks import (
     CheckpointInvalid,
     ClapMismatch,
-    TaintedCheckpoint,
     check_clap,
-    describe_taint,
     load_verified_checkpoint,
-    taint_payload,
 )
 from generation.clip_sampling import init_mel_for, sample_clip, step_callback
 from generation.credentials import UNSIGNED_NOTE, ClipClaims, SigningFailed
 from generation.gate import AudioEmbedder, SimilarityGate, record_gate_decision
 from generation.index import GateUnavailable, load_index
 from generation.outputs import describe_vocoder, write_clip
-from generation.prompt_screen import PromptScreen, ScreenResult, record_screen_decision
+from generation.prompt_screen import PromptScreen, record_screen_decision
 from generation.request import ClipOutcome, GenerationOutcome, GenerationRequest, SampledClip
 from generation.vocoder import GriffinLimVocoder, Vocoder
-from provenance.audit.coverage import SCREEN_TABLES, LedgerTampered, require_covered
-from provenance.audit.taint import run_taint
-from provenance.audit_log import append_event, chain_head
+from provenance.audit_log import chain_head
 from provenance.credential_rows import record_output_credential
 from provenance.generations import record_output
-from provenance.hashing import sha256_bytes
 from provenance.models import Checkpoint, TrainingRun
 from provenance.signing_keys import SigningKeys
 from provenance.training_data_statement import training_data_statement
@@ -80,8 +75,6 @@ from training.mel import MelConfig
 
 log = logging.getLogger(__name__)
 
-RESEARCH_POLICY = "research"
-
 
 class PromptEmbedder(Protocol):
     """The CLAP towers generation needs (:class:`training.clap_embedder.ClapEmbedder` fits)."""
@@ -91,19 +84,6 @@ class PromptEmbedder(Protocol):
     def embed_text(self, texts: list[str]) -> np.ndarray: ...
 
     def embed_audio(self, wave_16k: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass
-class _Attempt:
-    """One call of :func:`generate`: what every step records its rows against."""
-
-    session: Session
-    request: GenerationRequest
-    ckpt: Checkpoint
-    screened: ScreenResult
-    outcome: GenerationOutcome
-    run: TrainingRun
-    keys: SigningKeys | None = None
 
 
 @dataclass
@@ -132,82 +112,11 @@ def _text_condition(embedder: PromptEmbedder, prompt: str, cond_dim: int) -> np.
     return cond
 
 
-def _stop(attempt: _Attempt, status: str, error: Exception, **params: Any) -> None:
-    """Record an attempt that stopped on ``error`` before sampling; its row is the outcome's."""
-    row = record_stopped(
-        attempt.session,
-        attempt.request,
-        attempt.ckpt,
-        attempt.screened,
-        status=status,
-        params={"error": str(error), **params},
-    )
-    attempt.outcome.generation_ids = [row.id]
-
-
 # --- the steps ---------------------------------------------------------------------------
 
 
-def _screen_prompt(
-    session: Session, request: GenerationRequest, screen: PromptScreen | None
-) -> ScreenResult:
-    """The prompt screen's verdict, from the given screen or one built from the session."""
-    if screen is None:
-        # The screen blocks named artists and style opt-outs: refuse to screen with parties,
-        # aliases or consent rows that differ from what the audit chain recorded.
-        try:
-            require_covered(session, SCREEN_TABLES, purpose="the prompt screen")
-        except LedgerTampered as exc:
-            raise GateUnavailable(str(exc)) from exc
-    prompt_screen = screen if screen is not None else PromptScreen.from_session(session)
-    return prompt_screen.screen(request.prompt)
-
-
-def _check_taint(attempt: _Attempt, run: TrainingRun) -> None:
-    """Refuse a checkpoint whose snapshot no longer holds, unless overridden (research)."""
-    session, request, ckpt = attempt.session, attempt.request, attempt.ckpt
-    taint = run_taint(session, run)
-    if not taint.tainted:
-        return
-    named = describe_taint(taint)
-    if not request.allow_tainted or run.policy_name != RESEARCH_POLICY:
-        if request.allow_tainted:
-            message = (
-                f"checkpoint {ckpt.id} is tainted and --allow-tainted is accepted only for "
-                f"'{RESEARCH_POLICY}' runs; training run {run.id} is '{run.policy_name}': "
-                f"{named}"
-            )
-        else:
-            message = (
-                f"checkpoint {ckpt.id} (training run {run.id}, policy '{run.policy_name}') "
-                f"is tainted: {named}"
-            )
-        error = TaintedCheckpoint(message, taint)
-        _stop(attempt, "refused_tainted", error, taint=taint_payload(taint))
-        append_event(
-            session,
-            "generation.refused_tainted",
-            entity="checkpoint",
-            entity_id=ckpt.id,
-            payload={"generation_id": attempt.outcome.generation_ids[0], **taint_payload(taint)},
-        )
-        raise error
-    append_event(
-        session,
-        "generation.tainted_override",
-        entity="checkpoint",
-        entity_id=ckpt.id,
-        payload={
-            "prompt_sha256": sha256_bytes(request.prompt.encode("utf-8")),
-            **taint_payload(taint),
-        },
-    )
-    attempt.outcome.tainted_override = True
-    log.warning("generating from tainted checkpoint %d (research override): %s", ckpt.id, named)
-
-
 def _load_models(
-    attempt: _Attempt,
+    attempt: Attempt,
     run: TrainingRun,
     load_embedder: Callable[[], PromptEmbedder],
     load_gate_embedder: Callable[[], AudioEmbedder] | None,
@@ -234,17 +143,17 @@ def _load_models(
         gate = SimilarityGate(index, gate_embedder)
         cond = _text_condition(embedder, attempt.request.prompt, meta.config.unet.cond_dim)
     except CheckpointInvalid as exc:
-        _stop(attempt, "error", exc, stage="checkpoint")
+        stop(attempt, "error", exc, stage="checkpoint")
         raise
     except GateUnavailable as exc:
         stage = "clap" if isinstance(exc, ClapMismatch) else "similarity_gate"
-        _stop(attempt, "error", exc, stage=stage)
+        stop(attempt, "error", exc, stage=stage)
         raise
     return _Models(denoiser, meta, mel_config, embedder, gate, cond)
 
 
 def _sample_all(
-    attempt: _Attempt,
+    attempt: Attempt,
     models: _Models,
     vocode: Vocoder,
     *,
@@ -280,7 +189,7 @@ def _sample_all(
 
 
 def _record_and_write(
-    attempt: _Attempt, models: _Models, vocode: Vocoder, sampled: list[SampledClip], frames: int
+    attempt: Attempt, models: _Models, vocode: Vocoder, sampled: list[SampledClip], frames: int
 ) -> None:
     """Record every clip's decisions; write the allowed clips."""
     session, request, outcome = attempt.session, attempt.request, attempt.outcome
@@ -378,31 +287,6 @@ def _record_and_write(
     outcome.status = "blocked_gate" if outcome.blocked else "allowed"
 
 
-def _still_holds(attempt: _Attempt, screen: PromptScreen | None, run: TrainingRun) -> bool:
-    """After sampling with the transaction released: screen the prompt and check the taint
-    again on the ledger as it is now. False (recorded) when the prompt is now refused;
-    raises :class:`TaintedCheckpoint` (recorded) when the checkpoint became tainted."""
-    session, request, outcome = attempt.session, attempt.request, attempt.outcome
-    screened = _screen_prompt(session, request, screen)
-    if screened.verdict == "block":
-        row = record_stopped(
-            session,
-            request,
-            attempt.ckpt,
-            screened,
-            status="blocked_prompt",
-            params={"screened_again": "after sampling"},
-        )
-        outcome.status = "blocked_prompt"
-        outcome.screen = screened
-        outcome.generation_ids = [row.id]
-        log.info("prompt blocked after sampling: %s", "; ".join(screened.reasons))
-        return False
-    if not outcome.tainted_override:
-        _check_taint(attempt, run)
-    return True
-
-
 # --- the pipeline --------------------------------------------------------------------------
 
 
@@ -440,7 +324,7 @@ def generate(
     run again before anything is recorded or written.
     """
     ckpt = checkpoint
-    screened = _screen_prompt(session, request, screen)
+    screened = screen_prompt(session, request, screen)
     outcome = GenerationOutcome(
         status="allowed", prompt=request.prompt, checkpoint_id=ckpt.id, screen=screened
     )
@@ -458,10 +342,10 @@ def generate(
         raise CheckpointInvalid(
             f"checkpoint {ckpt.id}: training run {ckpt.training_run_id} is gone"
         )
-    attempt = _Attempt(session, request, ckpt, screened, outcome, run, signing_keys)
+    attempt = Attempt(session, request, ckpt, screened, outcome, run, signing_keys)
 
     # 2. Taint: refuse a checkpoint whose snapshot no longer holds, unless overridden.
-    _check_taint(attempt, run)
+    check_taint(attempt, run)
 
     # 3-5. The checkpoint, its CLAP and its gate, all verified before any sampling.
     models = _load_models(attempt, run, load_embedder, load_gate_embedder)
@@ -479,7 +363,7 @@ def generate(
     sampled = _sample_all(
         attempt, models, vocode, init_mel=init_mel, frames=frames, on_step=on_step
     )
-    if release is not None and not _still_holds(attempt, screen, run):
+    if release is not None and not still_holds(attempt, screen, run):
         return outcome
 
     # 7. Record every decision; write the allowed clips.
