@@ -60,6 +60,14 @@ def add_progress_callback(callback: ProgressCallback) -> Callable[[], None]:
     return lambda: _progress_callbacks.remove(callback)
 
 
+def _report_progress(done: int, total: int, audio_seconds: float) -> None:
+    # The flow calls this by name: Dask pickles the flow's function by value with the
+    # globals it names, and the callbacks (a CLI's progress bar, with its locks) must not
+    # be among them.
+    for callback in list(_progress_callbacks):
+        callback(done, total, audio_seconds)
+
+
 def feature_root(mel_config: MelConfig) -> Path:
     return fairchord_home() / "features" / mel_config.hash()
 
@@ -236,8 +244,7 @@ def featurize_flow(
             if isinstance(result, str):
                 failures.append(result)
                 logger.error("skipped: %s", result)
-                for cb in list(_progress_callbacks):
-                    cb(done, len(jobs), audio_seconds)
+                _report_progress(done, len(jobs), audio_seconds)
                 return
             writer.add_recording(result.batch)
             segments_total += result.segments
@@ -249,8 +256,7 @@ def featurize_flow(
                 "segments": result.segments,
                 "audio_seconds": round(result.audio_seconds, 3),
             }
-            for cb in list(_progress_callbacks):
-                cb(done, len(jobs), audio_seconds)
+            _report_progress(done, len(jobs), audio_seconds)
 
         # Collected strictly in submission (recording-id) order, so shard contents do not
         # depend on the runner.

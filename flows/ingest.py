@@ -53,6 +53,14 @@ def add_progress_callback(callback: ProgressCallback) -> Callable[[], None]:
     return lambda: _progress_callbacks.remove(callback)
 
 
+def _report_progress(done: int, total: int, outcome: IngestOutcome) -> None:
+    # The flow calls this by name: Dask pickles the flow's function by value with the
+    # globals it names, and the callbacks (a CLI's progress bar, with its locks) must not
+    # be among them.
+    for callback in list(_progress_callbacks):
+        callback(done, total, outcome)
+
+
 _engines: dict[str | None, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -218,8 +226,7 @@ def ingest_source_flow(
             logger.warning(
                 "quarantined %s: %s (%s)", outcome.locator, outcome.reason_code, outcome.detail
             )
-        for callback in list(_progress_callbacks):
-            callback(len(outcomes), len(items), outcome)
+        _report_progress(len(outcomes), len(items), outcome)
 
     # A bounded window of submitted items; results are recorded in submission order.
     try:
