@@ -20,7 +20,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.bounded import submit_bounded
-from flows.local_runs import publish, run_flow, run_logger, step
+from flows.local_runs import dask_task_runner, publish, run_flow, run_logger, step
 from flows.sessions import transaction
 from provenance.empty_features import cover_empty_recordings
 from provenance.features import (
@@ -35,7 +35,7 @@ from provenance.features import (
     recordings_to_featurize,
 )
 from provenance.hashing import sha256_file
-from provenance.object_store import home_location
+from provenance.object_store import home_location, resolve_location
 from provenance.settings import fairchord_home
 from training.captions import ClapTagger
 from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
@@ -49,6 +49,14 @@ from training.shard_writer import (
     write_manifest,
 )
 from training.shards import manifest_path, read_manifest
+
+
+def _readable_anywhere(location: str) -> str:
+    """A recorded location as a task on another process reads it: ``home://`` resolved in
+    this process's home (a Dask worker has its own, or none), a local path made absolute."""
+    resolved = resolve_location(location)
+    return resolved if "://" in resolved else Path(resolved).resolve().as_uri()
+
 
 ProgressCallback = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
 _progress_callbacks: list[ProgressCallback] = []
@@ -117,7 +125,7 @@ def plan_featurization(
             RecordingJob(
                 recording_id=rec.id,
                 recording_sha256=rec.sha256,
-                uri=str(rec.object_uri),
+                uri=_readable_anywhere(str(rec.object_uri)),
                 artist_ids=tuple(artist_ids(session, rec.id)),
                 licence=concluded_licence(session, rec.id),
                 tags=tuple(recording_tags(session, rec.id)),
@@ -353,38 +361,32 @@ def _record_empty_recordings(
         cover_empty_recordings(session, feature_set_id, empty)
 
 
-def dask_task_runner(n_workers: int = 2) -> Any:
-    """A local Dask cluster of ``n_workers`` single-threaded processes (prefect-dask)."""
-    from prefect_dask import DaskTaskRunner
-
-    return DaskTaskRunner(
-        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}
-    )
-
-
 def run_featurize(
     *,
     db_url: str | None = None,
     shard_mb: float = DEFAULT_TARGET_BYTES / 2**20,
     hop_s: float = 10.24,
     use_dask: bool = False,
+    dask_address: str | None = None,
     mel_config: MelConfig | None = None,
     clap_path: str | None = None,
 ) -> dict[str, Any]:
     """Run the flow: locally on 2 threads when no Prefect API is configured, else as a
-    Prefect flow run on its thread runner; ``use_dask``: on a two-worker Dask cluster
+    Prefect flow run on its thread runner; ``use_dask``: on a two-worker local Dask
+    cluster, or with ``dask_address`` on the existing cluster whose scheduler is there
     (a Prefect flow run, with a temporary server if none is configured)."""
     params: dict[str, Any] = {
         "db_url": db_url,
         "shard_mb": shard_mb,
         "hop_s": hop_s,
         "mel_config": mel_config.to_dict() if mel_config else None,
-        "clap_path": clap_path,
+        # Absolute: a Dask worker loads it from its own working folder.
+        "clap_path": str(Path(clap_path).resolve()) if clap_path else None,
     }
     result: dict[str, Any] = run_flow(
         featurize_flow,
         workers=2,
-        dask_runner=dask_task_runner() if use_dask else None,
+        dask_runner=dask_task_runner(dask_address) if use_dask or dask_address else None,
         **params,
     )
     return result

@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.bounded import submit_bounded
-from flows.local_runs import publish, retry_on, run_flow, run_logger, step
+from flows.local_runs import dask_task_runner, publish, retry_on, run_flow, run_logger, step
 from provenance.db import make_engine, session_factory
 from provenance.ingest import IngestOutcome
 from provenance.ingest_failures import mark_run_failed, record_or_quarantine
@@ -39,6 +39,7 @@ from provenance.ingest_runs import (
     summarize,
 )
 from provenance.object_store import ObjectStore, crash_point, default_object_store
+from provenance.settings import fairchord_home
 from provenance.sources.base import EmptyManifestError, SourceError, SourceItem, open_source
 
 IO_TAG = "fairchord-ingest-io"
@@ -124,9 +125,14 @@ def list_source_items(
     tags=[IO_TAG],
     cache_policy=NO_CACHE,
 )
-def prepare_source_item(item: SourceItem, store_uri: str, limits: dict[str, Any]) -> PreparedItem:
-    """Read, hash, validate and store one item (no database)."""
-    return prepare_item(ObjectStore(store_uri), item, IngestLimits.from_dict(limits))
+def prepare_source_item(
+    item: SourceItem, store_url: str, home: str, limits: dict[str, Any]
+) -> PreparedItem:
+    """Read, hash, validate and store one item (no database). The store's URL and the home
+    its locations are recorded relative to are the flow's, so a Dask worker needs neither
+    a fairchord home of its own nor the flow's working folder."""
+    store = ObjectStore(store_url, home=home)
+    return prepare_item(store, item, IngestLimits.from_dict(limits))
 
 
 @step(
@@ -189,6 +195,7 @@ def ingest_source_flow(
     started = time.perf_counter()
     limit_values = IngestLimits.from_dict(limits or {}).to_dict()
     store = ObjectStore(store_uri) if store_uri else default_object_store()
+    home = str(fairchord_home().resolve())
     listed = list_source_items(source_uri, manifest, root, tuple(allowed_schemes or ()))
     kind, uri, items = listed.kind, listed.uri, listed.items
 
@@ -231,7 +238,7 @@ def ingest_source_flow(
     # A bounded window of submitted items; results are recorded in submission order.
     try:
         submit_bounded(
-            lambda item: prepare_source_item.submit(item, store.root_uri, limit_values),
+            lambda item: prepare_source_item.submit(item, store.url, home, limit_values),
             items,
             limit=in_flight,
             on_result=collect,
@@ -339,15 +346,6 @@ def _publish(
     )
 
 
-def dask_task_runner(n_workers: int = 2) -> Any:
-    """A local Dask cluster of ``n_workers`` single-threaded processes (prefect-dask)."""
-    from prefect_dask import DaskTaskRunner
-
-    return DaskTaskRunner(
-        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}
-    )
-
-
 def run_ingest(
     source_uri: str,
     *,
@@ -358,11 +356,13 @@ def run_ingest(
     limits: IngestLimits = DEFAULT_LIMITS,
     workers: int = 2,
     use_dask: bool = False,
+    dask_address: str | None = None,
     allowed_schemes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run the flow: locally on ``workers`` threads when no Prefect API is configured,
-    else as a Prefect flow run on a thread runner; ``use_dask``: on a two-worker Dask
-    cluster (a Prefect flow run, with a temporary server if none is configured)."""
+    else as a Prefect flow run on a thread runner; ``use_dask``: on a two-worker local Dask
+    cluster, or with ``dask_address`` on the existing cluster whose scheduler is there
+    (a Prefect flow run, with a temporary server if none is configured)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     params: dict[str, Any] = {
@@ -378,7 +378,7 @@ def run_ingest(
     result: dict[str, Any] = run_flow(
         ingest_source_flow,
         workers=workers,
-        dask_runner=dask_task_runner() if use_dask else None,
+        dask_runner=dask_task_runner(dask_address) if use_dask or dask_address else None,
         **params,
     )
     return result

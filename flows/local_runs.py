@@ -127,6 +127,56 @@ def run_flow(flow: Any, /, *, workers: int = 2, dask_runner: Any = None, **param
             _pool.reset(token)
 
 
+DASK_CONNECT_TIMEOUT_S = 5.0
+_DASK_SCHEMES = ("tcp", "tls")
+
+
+def dask_address(address: str, *, timeout_s: float = DASK_CONNECT_TIMEOUT_S) -> str:
+    """``address`` (``tcp://HOST:PORT``, ``tls://…`` or ``HOST:PORT``) as a scheduler URL,
+    once something accepts a connection there within ``timeout_s``.
+
+    Raises :class:`ValueError` with the reason otherwise, before any work has started.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    text = address.strip()
+    url = text if "://" in text else f"tcp://{text}"
+    parts = urlsplit(url)
+    if parts.scheme not in _DASK_SCHEMES:
+        raise ValueError(
+            f"Dask scheduler address {address!r}: scheme {parts.scheme!r} is not one of "
+            + ", ".join(_DASK_SCHEMES)
+        )
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
+    if not host or port is None or parts.path not in ("", "/"):
+        raise ValueError(f"Dask scheduler address {address!r} is not tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"no Dask scheduler answers at {url} within {timeout_s:g} s ({exc})"
+        ) from exc
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def dask_task_runner(address: str | None = None, *, n_workers: int = 2) -> Any:
+    """A prefect-dask runner: on the existing cluster whose scheduler is at ``address``
+    (connecting gives up after :data:`DASK_CONNECT_TIMEOUT_S`), else on a local cluster of
+    ``n_workers`` single-threaded processes that lives as long as the flow run."""
+    from prefect_dask import DaskTaskRunner
+
+    if address is not None:
+        return DaskTaskRunner(address=address, client_kwargs={"timeout": DASK_CONNECT_TIMEOUT_S})
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}
+    )
+
+
 def run_logger(name: str) -> Any:
     """The flow run's logger, or a Python logger in a local run."""
     try:

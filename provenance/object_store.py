@@ -72,12 +72,21 @@ _crash_lock = threading.Lock()
 class ObjectStore:
     """Originals addressed by the sha256 of their bytes, under ``root_uri`` (path or fsspec URI)."""
 
-    def __init__(self, root_uri: str) -> None:
+    def __init__(self, root_uri: str, *, home: str | Path | None = None) -> None:
+        """``home``: the fairchord home that recorded locations are relative to (default: the
+        current one, read when a location is made); a Dask worker gets its client's."""
         self.root_uri = str(root_uri)
         fs, root = fsspec.core.url_to_fs(self.root_uri)
         self.fs = fs
         self.root = root.rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
+        self.home = Path(home) if home is not None else None
+
+    @property
+    def url(self) -> str:
+        """The root as a URL any process on this host reads the same: an absolute ``file://``
+        URL for a local store (never relative to a working folder), else ``root_uri``."""
+        return Path(self.root).resolve().as_uri() if self.local else self.root_uri
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.root_uri!r})"
@@ -91,7 +100,7 @@ class ObjectStore:
         """The location to record for an object: home-relative when the store is in the home."""
         path = self.path_for(sha256)
         if self.local:
-            return home_location(path)
+            return home_location(path, home=self.home)
         return str(self.fs.unstrip_protocol(path))
 
     def exists(self, sha256: str) -> bool:
@@ -241,12 +250,14 @@ def sweep_orphan_objects(
 HOME_SCHEME = "home://"
 
 
-def home_location(path: str | Path) -> str:
+def home_location(path: str | Path, *, home: str | Path | None = None) -> str:
     """The location to record for a local file or folder: ``home://<relative path>`` when
-    it lies inside the fairchord home, else its absolute ``file://`` URI."""
+    it lies inside the fairchord home (``home``, default :func:`fairchord_home`), else its
+    absolute ``file://`` URI."""
     absolute = Path(path).expanduser().resolve()
+    base = Path(home).expanduser() if home is not None else fairchord_home()
     try:
-        relative = absolute.relative_to(fairchord_home().resolve())
+        relative = absolute.relative_to(base.resolve())
     except ValueError:
         return absolute.as_uri()
     return HOME_SCHEME + relative.as_posix()

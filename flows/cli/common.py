@@ -54,6 +54,35 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
+DASK_ADDRESS_ENV = "FAIRCHORD_DASK_ADDRESS"
+
+
+def dask_address_option() -> Any:
+    """``--dask-address`` (or ``$FAIRCHORD_DASK_ADDRESS``): the scheduler of an existing
+    Dask cluster to run a command's per-item tasks on. (Prefect is not imported here:
+    options are built at import, before the CLI sets Prefect's log level.)"""
+    return typer.Option(
+        None,
+        "--dask-address",
+        envvar=DASK_ADDRESS_ENV,
+        help="Run per-item tasks on the existing Dask cluster whose scheduler is at this "
+        "address (tcp://HOST:PORT); its workers read and write only the object store and "
+        "the database this command names. Without it, --dask starts a local cluster.",
+    )
+
+
+def checked_dask_address(address: str | None) -> str | None:
+    """The scheduler address, once something answers there; exits 2 with the reason if not."""
+    if address is None:
+        return None
+    from flows.local_runs import dask_address
+
+    try:
+        return dask_address(address)
+    except ValueError as exc:
+        fail(f"--dask-address: {exc}", EXIT_BAD_INPUT)
+
+
 def print_table(table: Table) -> None:
     """A table on stdout: fitted to a terminal; piped or redirected, at its full natural
     width, so no value is cut short (Rich prints no colour when stdout is not a terminal)."""

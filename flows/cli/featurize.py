@@ -9,7 +9,9 @@ import typer
 from flows.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    checked_dask_address,
     console,
+    dask_address_option,
     fail,
     migrated_engine,
     print_json,
@@ -26,6 +28,7 @@ def register(app: typer.Typer) -> None:
         dask: bool = typer.Option(
             False, "--dask", help="Run per-recording tasks on a local two-worker Dask cluster."
         ),
+        dask_address: str = dask_address_option(),
         shard_mb: float = typer.Option(
             128.0, "--shard-mb", help="Target shard size in MB (a recording is never split)."
         ),
@@ -50,6 +53,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--hop must be in (0, 10.24] seconds, got {hop}", EXIT_BAD_INPUT)
         if clap_tags is not None and not Path(clap_tags).is_file():
             fail(f"--clap-tags {clap_tags}: no such checkpoint file", EXIT_BAD_INPUT)
+        address = checked_dask_address(dask_address)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
         from rich.progress import (
@@ -80,7 +84,11 @@ def register(app: typer.Typer) -> None:
         try:
             with progress:
                 summary = run_featurize(
-                    shard_mb=shard_mb, hop_s=hop, use_dask=dask, clap_path=clap_tags
+                    shard_mb=shard_mb,
+                    hop_s=hop,
+                    use_dask=dask,
+                    dask_address=address,
+                    clap_path=clap_tags,
                 )
         except ValueError as exc:
             fail(str(exc), EXIT_BAD_INPUT)

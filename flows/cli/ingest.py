@@ -9,7 +9,9 @@ import typer
 from flows.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    checked_dask_address,
     console,
+    dask_address_option,
     err_console,
     fail,
     migrated_engine,
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
         dask: bool = typer.Option(
             False, "--dask", help="Run per-item tasks on a local two-worker Dask cluster."
         ),
+        dask_address: str = dask_address_option(),
         workers: int = typer.Option(2, "--workers", help="Threads for per-item tasks."),
         max_duration: float = typer.Option(
             3600.0, "--max-duration", help="Quarantine audio longer than this (seconds)."
@@ -124,6 +127,7 @@ def register(app: typer.Typer) -> None:
             fail(f"source {source!r} does not exist", EXIT_BAD_INPUT)
         for uri in (source, manifest):
             _check_filesystem(uri)
+        address = checked_dask_address(dask_address)
         migrated_engine().dispose()  # exits with a clear message on an unmigrated DB
 
         from rich.progress import (
@@ -164,6 +168,7 @@ def register(app: typer.Typer) -> None:
                     limits=limits,
                     workers=workers,
                     use_dask=dask,
+                    dask_address=address,
                     allowed_schemes=schemes,
                 )
         except SourceError as exc:
