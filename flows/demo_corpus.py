@@ -305,7 +305,7 @@ def _signer_keys(directory: Path) -> SigningKeys:
 def _do_not_train_manifest(fact: DemoFact, start: float, end: float) -> dict[str, Any]:
     """A C2PA manifest for the excerpt: who made the music, under which licence, and a
     training-and-mining assertion refusing AI training (inference and mining allowed)."""
-    from provenance.content_credentials import IPTC_SOURCE_TYPES
+    from provenance.content_credentials import DO_NOT_TRAIN_ASSERTION, IPTC_SOURCE_TYPES
 
     return {
         "claim_generator_info": [{"name": "fairchord demo corpus", "version": "1"}],
@@ -322,17 +322,7 @@ def _do_not_train_manifest(fact: DemoFact, start: float, end: float) -> dict[str
                     ]
                 },
             },
-            {
-                "label": "cawg.training-mining",
-                "data": {
-                    "entries": {
-                        "cawg.ai_generative_training": {"use": "notAllowed"},
-                        "cawg.ai_training": {"use": "notAllowed"},
-                        "cawg.ai_inference": {"use": "allowed"},
-                        "cawg.data_mining": {"use": "allowed"},
-                    }
-                },
-            },
+            DO_NOT_TRAIN_ASSERTION,
             {
                 "label": "stds.schema-org.CreativeWork",
                 "data": {
@@ -368,8 +358,9 @@ def _kept_excerpt(dest: Path, sidecar: Path, wanted: dict[str, Any]) -> str | No
 def _signed_excerpt(fact: DemoFact, dest: Path, signer_dir: Path) -> str:
     """Decode the fact's excerpt to FLAC and sign it "do not train"; return its sha256. A
     signed excerpt from an earlier build is kept while it still checks out."""
-    import c2pa
     import soundfile as sf
+
+    from provenance.content_credentials import sign_file
 
     excerpt = fact.excerpt
     assert excerpt is not None
@@ -390,15 +381,7 @@ def _signed_excerpt(fact: DemoFact, dest: Path, signer_dir: Path) -> str:
             audio.seek(int(round(start * rate)))
             frames = audio.read(int(round((end - start) * rate)), dtype="float32", always_2d=True)
         sf.write(plain, frames, rate, format="FLAC", subtype="PCM_16")
-        info = c2pa.C2paSignerInfo(b"es256", keys.chain_pem, keys.key_pem, None)
-        manifest = _do_not_train_manifest(fact, start, end)
-        with (
-            c2pa.Signer.from_info(info) as signer,
-            c2pa.Builder(manifest) as builder,
-            open(plain, "rb") as source,
-            open(partial, "w+b") as out,
-        ):
-            builder.sign(signer, "audio/flac", source, out)
+        sign_file(plain, partial, _do_not_train_manifest(fact, start, end), keys, mime="audio/flac")
         os.replace(partial, dest)
     finally:
         plain.unlink(missing_ok=True)

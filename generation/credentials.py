@@ -37,6 +37,7 @@ from provenance.content_credentials import (
     CredentialReading,
     mime_for,
     read_credential,
+    sign_file,
 )
 from provenance.hashing import sha256_bytes
 from provenance.models import Checkpoint, GateDecision
@@ -187,18 +188,8 @@ def sign_audio(
     mime = mime_for(dest, container)
     if mime is None:
         raise SigningFailed(f"no C2PA container for {container!r}")
-    info = c2pa.C2paSignerInfo(b"es256", keys.chain_pem, keys.key_pem, None)
     try:
-        signer = c2pa.Signer.from_info(info)
-        try:
-            with (
-                c2pa.Builder(manifest) as builder,
-                open(source, "rb") as src,
-                open(dest, "w+b") as out,
-            ):
-                builder.sign(signer, mime, src, out)
-        finally:
-            signer.close()
+        sign_file(source, dest, manifest, keys, mime=mime)
     except c2pa.C2paError as exc:
         raise SigningFailed(f"C2PA signing failed: {exc}") from exc
     reading = read_credential(dest, container=container)

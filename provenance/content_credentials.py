@@ -22,7 +22,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provenance.signing_keys import SigningKeys
 
 # MIME types by container, for the formats both fairchord and c2pa read.
 CREDENTIAL_MIME = {
@@ -244,3 +247,33 @@ def training_refusal(reading: CredentialReading) -> list[str]:
 def is_generated_media(reading: CredentialReading) -> bool:
     """A valid credential saying the file was made by a trained model."""
     return reading.valid and reading.digital_source_type == GENERATED_SOURCE_TYPE
+
+
+# A training-and-mining assertion that refuses AI training and generative training.
+DO_NOT_TRAIN_ASSERTION: dict[str, Any] = {
+    "label": "cawg.training-mining",
+    "data": {
+        "entries": {
+            "cawg.ai_generative_training": {"use": "notAllowed"},
+            "cawg.ai_training": {"use": "notAllowed"},
+            "cawg.ai_inference": {"use": "allowed"},
+            "cawg.data_mining": {"use": "allowed"},
+        }
+    },
+}
+
+
+def sign_file(
+    source: str | Path, dest: str | Path, manifest: dict[str, Any], keys: SigningKeys, *, mime: str
+) -> None:
+    """Write ``source``'s bytes to ``dest`` (a new file) with ``manifest`` signed by ``keys``
+    (ES256). Raises ``c2pa.C2paError`` when the library refuses."""
+    c2pa = _c2pa()
+    info = c2pa.C2paSignerInfo(b"es256", keys.chain_pem, keys.key_pem, None)
+    with (
+        c2pa.Signer.from_info(info) as signer,
+        c2pa.Builder(manifest) as builder,
+        open(source, "rb") as src,
+        open(dest, "w+b") as out,
+    ):
+        builder.sign(signer, mime, src, out)

@@ -6,20 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from provenance.content_credentials import IPTC_SOURCE_TYPES, mime_for
+from provenance.content_credentials import (
+    DO_NOT_TRAIN_ASSERTION,
+    IPTC_SOURCE_TYPES,
+    mime_for,
+    sign_file,
+)
 from provenance.signing_keys import SigningKeys
 
-DO_NOT_TRAIN = {
-    "label": "cawg.training-mining",
-    "data": {
-        "entries": {
-            "cawg.ai_generative_training": {"use": "notAllowed"},
-            "cawg.ai_training": {"use": "notAllowed"},
-            "cawg.ai_inference": {"use": "allowed"},
-            "cawg.data_mining": {"use": "allowed"},
-        }
-    },
-}
+DO_NOT_TRAIN = DO_NOT_TRAIN_ASSERTION
 
 
 def created(source_type: str) -> dict[str, Any]:
@@ -37,8 +32,6 @@ def created(source_type: str) -> dict[str, Any]:
 def sign_audio(src: Path, dest: Path, keys: SigningKeys, *assertions: dict[str, Any]) -> Path:
     """Write ``src`` to ``dest`` with a signed manifest holding ``assertions`` (a
     ``c2pa.created`` action of ``digitalCreation`` comes first unless one is given)."""
-    import c2pa
-
     if not any(a["label"] == "c2pa.actions" for a in assertions):
         assertions = (created("digitalCreation"), *assertions)
     mime = mime_for(src)
@@ -48,11 +41,7 @@ def sign_audio(src: Path, dest: Path, keys: SigningKeys, *assertions: dict[str, 
         "title": dest.name,
         "assertions": list(assertions),
     }
-    signer = c2pa.Signer.from_info(
-        c2pa.C2paSignerInfo(b"es256", keys.chain_pem, keys.key_pem, None)
-    )
-    with c2pa.Builder(manifest) as builder, open(src, "rb") as source, open(dest, "w+b") as out:
-        builder.sign(signer, mime, source, out)
+    sign_file(src, dest, manifest, keys, mime=mime)
     return dest
 
 
