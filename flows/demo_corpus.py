@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import re
@@ -39,11 +38,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
+from flows.demo_signed_excerpt import excerpt_name, signed_excerpt
 from provenance.hashing import sha256_file
 from provenance.settings import fairchord_home
-from provenance.signing_keys import SigningKeys
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +86,6 @@ CREDENTIAL_COLUMN = "credential"
 DO_NOT_TRAIN = "do_not_train"
 CREDENTIAL_DIR = "c2pa"
 SIGNER_DIR = "c2pa-signer"
-# A development key standing in for a rights holder, not the artist's own.
-DEMO_SIGNER_NAME = "demo rights holder (stand-in)"
 MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/blob/master/music21/corpus/"
 DEBIAN_PACKAGE_URL = "https://packages.debian.org/"
 
@@ -288,109 +284,6 @@ def _copy_verified(src: Path, dest: Path) -> str:
     return want
 
 
-def _excerpt_name(fact: DemoFact) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "-", fact.file_path.stem.lower()).strip("-")
-    return f"{stem}-excerpt.flac"
-
-
-def _signer_keys(directory: Path) -> SigningKeys:
-    """The demo rights holder's development keys in ``directory``, made on first use."""
-    from provenance.signing_keys import CHAIN_NAME, KEY_NAME, init_keys, load_keys
-
-    if (directory / KEY_NAME).is_file() and (directory / CHAIN_NAME).is_file():
-        return load_keys(directory)
-    return init_keys(directory, force=True, signer_name=DEMO_SIGNER_NAME)
-
-
-def _do_not_train_manifest(fact: DemoFact, start: float, end: float) -> dict[str, Any]:
-    """A C2PA manifest for the excerpt: who made the music, under which licence, and a
-    training-and-mining assertion refusing AI training (inference and mining allowed)."""
-    from provenance.content_credentials import DO_NOT_TRAIN_ASSERTION, IPTC_SOURCE_TYPES
-
-    return {
-        "claim_generator_info": [{"name": "fairchord demo corpus", "version": "1"}],
-        "title": f"{fact.title} ({start:g}-{end:g} s of {fact.file_path.name})",
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": IPTC_SOURCE_TYPES + "digitalCreation",
-                        }
-                    ]
-                },
-            },
-            DO_NOT_TRAIN_ASSERTION,
-            {
-                "label": "stds.schema-org.CreativeWork",
-                "data": {
-                    "@context": "https://schema.org",
-                    "@type": "CreativeWork",
-                    "author": [{"@type": "Person", "name": fact.artist}],
-                    "license": fact.license,
-                    "url": fact.source_url,
-                },
-            },
-        ],
-    }
-
-
-def _kept_excerpt(dest: Path, sidecar: Path, wanted: dict[str, Any]) -> str | None:
-    """The sha256 of a signed excerpt an earlier build made from the same source and span,
-    when its bytes are unchanged and its credential still validates and refuses training."""
-    from provenance.content_credentials import read_credential, training_refusal
-
-    if not (dest.is_file() and sidecar.is_file()):
-        return None
-    try:
-        stored = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    sha = stored.pop("sha256", None) if isinstance(stored, dict) else None
-    if stored != wanted or sha != sha256_file(dest):
-        return None
-    reading = read_credential(dest)
-    return str(sha) if reading is not None and training_refusal(reading) else None
-
-
-def _signed_excerpt(fact: DemoFact, dest: Path, signer_dir: Path) -> str:
-    """Decode the fact's excerpt to FLAC and sign it "do not train"; return its sha256. A
-    signed excerpt from an earlier build is kept while it still checks out."""
-    import soundfile as sf
-
-    from provenance.content_credentials import sign_file
-
-    excerpt = fact.excerpt
-    assert excerpt is not None
-    start, end = excerpt
-    src = fact.file_path
-    sidecar = dest.with_name(dest.name + ".excerpt.json")
-    wanted = {"source": str(src), "source_sha256": sha256_file(src), "start_s": start, "end_s": end}
-    kept = _kept_excerpt(dest, sidecar, wanted)
-    if kept is not None:
-        return kept
-    keys = _signer_keys(signer_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    plain = dest.with_name(f".{dest.name}.{os.getpid()}.plain.flac")
-    partial = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        with sf.SoundFile(src) as audio:
-            rate = audio.samplerate
-            audio.seek(int(round(start * rate)))
-            frames = audio.read(int(round((end - start) * rate)), dtype="float32", always_2d=True)
-        sf.write(plain, frames, rate, format="FLAC", subtype="PCM_16")
-        sign_file(plain, partial, _do_not_train_manifest(fact, start, end), keys, mime="audio/flac")
-        os.replace(partial, dest)
-    finally:
-        plain.unlink(missing_ok=True)
-        partial.unlink(missing_ok=True)
-    sha = sha256_file(dest)
-    sidecar.write_text(json.dumps({**wanted, "sha256": sha}, indent=2) + "\n", encoding="utf-8")
-    return sha
-
-
 def _manifest_row(fact: DemoFact, relative: str, sha256: str) -> dict[str, str]:
     artists, aliases = named_artists(fact.artist)
     return {
@@ -447,8 +340,8 @@ def build_demo_corpus(
             verb = "rendering" if fact.is_score else "signing" if fact.credential else "copying"
             progress(f"{verb} {fact.path}", number - 1, len(facts))
         if fact.credential:
-            relative = f"{CREDENTIAL_DIR}/{fact.debian_package}/{_excerpt_name(fact)}"
-            sha = _signed_excerpt(fact, root / relative, root / SIGNER_DIR)
+            relative = f"{CREDENTIAL_DIR}/{fact.debian_package}/{excerpt_name(fact)}"
+            sha = signed_excerpt(fact, root / relative, root / SIGNER_DIR)
         elif fact.debian_package:
             src = Path(fact.path)
             relative = f"debian/{fact.debian_package}/{src.name}"
