@@ -27,7 +27,9 @@ def sha256_uri(uri: str, *, chunk: int = CHUNK) -> str:
     """Hex sha256 of a local path or an fsspec URI (``s3://``, ``memory://``, ...)."""
     import fsspec
 
-    with fsspec.open(uri, "rb") as handle:
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.invalidate_cache(path)  # the store's size now, not one a listing cached earlier
+    with fs.open(path, "rb") as handle:
         return sha256_stream(handle, chunk=chunk)
 
 
