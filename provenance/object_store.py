@@ -38,7 +38,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provenance.models import Recording
+from provenance.s3_objects import is_s3_filesystem, put_s3_object, stored_object_problem
 from provenance.settings import fairchord_home
+from provenance.store_settings import objects_root
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class ObjectStore:
         self.fs = fs
         self.root = root.rstrip("/")
         self.local = isinstance(fs, LocalFileSystem)
+        # On S3 a PUT is atomic and checked after it lands (provenance/s3_objects.py).
+        self.s3 = is_s3_filesystem(fs)
         self.home = Path(home) if home is not None else None
 
     @property
@@ -104,6 +108,8 @@ class ObjectStore:
         return str(self.fs.unstrip_protocol(path))
 
     def exists(self, sha256: str) -> bool:
+        if self.s3:  # present with the sha256 it was uploaded under
+            return stored_object_problem(self.fs, self.path_for(sha256), sha256=sha256) is None
         return bool(self.fs.exists(self.path_for(sha256)))
 
     def open(self, sha256: str) -> IO[bytes]:
@@ -124,12 +130,16 @@ class ObjectStore:
         """
         if expected_sha256 is not None and self.exists(expected_sha256):
             return expected_sha256, self.uri_for(expected_sha256)
+        if self.s3:
+            return put_s3_object(self, local_path, expected_sha256=expected_sha256)
         with fsspec.open(str(local_path), "rb") as src:
             return self._put_stream(src, expected_sha256=expected_sha256)
 
     def put_bytes(self, data: bytes) -> tuple[str, str]:
         import io
 
+        if self.s3:
+            return put_s3_object(self, io.BytesIO(data), expected_sha256=None)
         return self._put_stream(io.BytesIO(data), expected_sha256=None)
 
     def _put_stream(self, src: Any, *, expected_sha256: str | None) -> tuple[str, str]:
@@ -295,8 +305,9 @@ def open_location(location: str, mode: str = "rb") -> IO[Any]:
 
 
 def default_object_store() -> ObjectStore:
-    """The store under ``fairchord_home()/objects``."""
-    return ObjectStore(str(fairchord_home() / "objects"))
+    """The configured store: ``$FAIRCHORD_STORE_URL/objects``, or ``fairchord_home()/objects``
+    when it is unset (:mod:`provenance.store_settings`)."""
+    return ObjectStore(objects_root())
 
 
 def _check_sha(sha256: str) -> None:

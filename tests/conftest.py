@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from provenance import migrate
 from provenance.db import make_engine, session_factory
 from tests.common.databases import ENGINES, throwaway_database
+from tests.common.s3 import S3Bucket, S3Endpoint, moto_server, new_bucket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -22,10 +23,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own FAIRCHORD_HOME and no inherited database URL."""
+    """Every test gets its own FAIRCHORD_HOME and no inherited database or store URL."""
     home = tmp_path / "home"
     monkeypatch.setenv("FAIRCHORD_HOME", str(home))
     monkeypatch.delenv("FAIRCHORD_DB_URL", raising=False)
+    monkeypatch.delenv("FAIRCHORD_STORE_URL", raising=False)
     return home
 
 
@@ -49,3 +51,16 @@ def engine(db_url: str) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with session_factory(engine)() as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    """moto_server on a free localhost port, once per session (a test server only)."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Bucket:
+    """A new bucket on the test endpoint, with the AWS variables pointing at it."""
+    return new_bucket(s3_endpoint, monkeypatch, tmp_path)
