@@ -41,6 +41,7 @@ from training.captions import ClapTagger
 from training.featurizer import RecordingFeatures, RecordingJob, featurize_recording
 from training.mel import MelConfig
 from training.segments import SegmentConfig, window_frames
+from training.shard_publish import publish_feature_files, published_feature_root, pull_manifest
 from training.shard_writer import (
     DEFAULT_TARGET_BYTES,
     ShardWriter,
@@ -110,16 +111,17 @@ def load_or_start_manifest(
 
 @step
 def plan_featurization(
-    db_url: str | None, mel_config: dict[str, Any], root: str
+    db_url: str | None, mel_config: dict[str, Any], root: str, published: str | None = None
 ) -> tuple[int, list[RecordingJob], list[str], list[int]]:
-    """Create/find the feature set; list the jobs for recordings it lacks, and banned names."""
+    """Create/find the feature set; list the jobs for recordings it lacks, and banned names.
+    ``published``: the store folder its files go to (recorded as its root) instead of ``root``."""
     config = MelConfig.from_dict(mel_config)
     with transaction(db_url) as session:
         fs = get_or_create_feature_set(
             session,
             mel_config_hash=config.hash(),
             mel_config=config.to_dict(),
-            root_uri=home_location(root),
+            root_uri=published or home_location(root),
         )
         jobs = [
             RecordingJob(
@@ -222,7 +224,10 @@ def featurize_flow(
     segment_config = SegmentConfig(hop_s=hop_s)
     root = feature_root(config)
     root.mkdir(parents=True, exist_ok=True)
-    fs_id, jobs, names, covered = plan_featurization(db_url, config.to_dict(), str(root))
+    published = published_feature_root(config.hash())
+    if published is not None:
+        pull_manifest(root, published)
+    fs_id, jobs, names, covered = plan_featurization(db_url, config.to_dict(), str(root), published)
     manifest = load_or_start_manifest(root, config, segment_config, set(covered))
     logger.info(
         "feature set %s (%s): %d recording(s) to featurize, %d already covered",
@@ -285,6 +290,7 @@ def featurize_flow(
     else:
         manifest_sha = sha256_file(manifest_path(root))
     if per_recording:
+        shard_prefix, manifest_uri = publish_feature_files(root, published, shards, manifest_sha)
         record_feature_set(
             db_url,
             fs_id,
@@ -294,9 +300,9 @@ def featurize_flow(
                 for rid, info in per_recording.items()
                 if info["shard"]
             ],
-            home_location(manifest_path(root)),
+            manifest_uri,
             manifest_sha,
-            home_location(root),
+            shard_prefix,
         )
         _record_empty_recordings(db_url, fs_id, per_recording)
     took = time.perf_counter() - started

@@ -72,11 +72,12 @@ def snapshot_step(
 ) -> dict[str, Any]:
     """Freeze a new snapshot (or reopen the run to resume); return what training needs."""
     from provenance.checkpoints import latest_resumable_run
-    from provenance.features import feature_set_for_hash
+    from provenance.features import feature_set_files, feature_set_for_hash
     from provenance.models import FeatureSet
     from provenance.policies import load_policy
     from provenance.snapshot import freeze_snapshot, member_sha256s, verify_snapshot
     from training.mel import MelConfig
+    from training.shard_publish import local_feature_root
 
     with transaction(db_url) as session:
         if resume:
@@ -123,7 +124,8 @@ def snapshot_step(
             "audit_head": run.audit_head or "",
             "member_count": run.member_count,
             "members": {str(k): v for k, v in member_sha256s(session, run.id).items()},
-            "feature_root": str(uri_to_path(fs.root_uri)),
+            # A verified local copy when the feature set is in an S3 store.
+            "feature_root": str(local_feature_root(feature_set_files(session, fs))),
             "mel_config": fs.mel_config,
             "mel_config_hash": fs.mel_config_hash,
             "resume_from": str(checkpoint) if checkpoint else None,

@@ -15,6 +15,8 @@ from provenance.audit.taint import RunTaint
 from provenance.hashing import sha256_file
 from provenance.models import Checkpoint, TrainingRun
 from provenance.object_store import location_path
+from provenance.s3_objects import StoreIntegrityError
+from provenance.store_cache import cached_copy
 from training.checkpoint import CheckpointMeta, load_checkpoint
 from training.diffusion.denoiser import Denoiser
 from training.mel import MelConfig
@@ -73,10 +75,15 @@ def taint_payload(taint: RunTaint) -> dict[str, Any]:
     }
 
 
-def checkpoint_path(uri: str) -> Path:
-    """The local path of a checkpoint location (``home://``, ``file://`` or a plain path)."""
+def checkpoint_path(uri: str, sha256: str | None = None) -> Path:
+    """The local path of a checkpoint location (``home://``, ``file://`` or a plain path), or
+    with ``sha256`` a verified cached copy of one in an S3 store."""
     try:
+        if sha256 is not None:
+            return cached_copy(uri, sha256)
         return location_path(uri)
+    except StoreIntegrityError as exc:
+        raise CheckpointInvalid(f"checkpoint at {uri}: {exc}") from None
     except ValueError:
         raise CheckpointInvalid(f"checkpoint at {uri}: only local files can be loaded") from None
 
@@ -85,7 +92,7 @@ def load_verified_checkpoint(
     ckpt: Checkpoint, run: TrainingRun
 ) -> tuple[Denoiser, CheckpointMeta, MelConfig]:
     """Load the checkpoint's EMA weights after checking it is the recorded file of ``run``."""
-    path = checkpoint_path(ckpt.uri)
+    path = checkpoint_path(ckpt.uri, ckpt.sha256)
     if not path.is_file():
         raise CheckpointInvalid(f"checkpoint {ckpt.id}: file {path} does not exist")
     actual = sha256_file(path)

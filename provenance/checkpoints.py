@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from provenance.audit_log import append_event
 from provenance.models import Checkpoint, TrainingRun
-from provenance.object_store import home_location
+from provenance.store_publish import publish_or_home
 
 # A run in one of these states has not finished, so `fairchord train --resume` may continue it.
 RESUMABLE_STATUSES = ("snapshotted", "training", "failed", "interrupted")
@@ -41,7 +41,10 @@ def record_checkpoint(
     row = Checkpoint(
         training_run_id=training_run_id,
         sha256=sha256,
-        uri=home_location(path),
+        # With a store URL set, the file is published there and that location recorded.
+        uri=publish_or_home(
+            path, "checkpoints", f"run-{training_run_id}/{Path(path).name}", sha256=sha256
+        ),
         step=step,
         is_final=is_final,
     )

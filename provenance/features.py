@@ -223,3 +223,31 @@ def feature_set_for_hash(session: Session, mel_config_hash: str) -> FeatureSet |
     return session.execute(
         select(FeatureSet).where(FeatureSet.mel_config_hash == mel_config_hash)
     ).scalar_one_or_none()
+
+
+def feature_set_files(session: Session, feature_set: FeatureSet) -> FeatureSetFiles:
+    """Where a feature set's manifest and shards are recorded, with their digests."""
+    shards = session.execute(
+        select(FeatureShard.uri, FeatureShard.sha256)
+        .where(FeatureShard.feature_set_id == feature_set.id)
+        .order_by(FeatureShard.id)
+    ).all()
+    manifest = (
+        (feature_set.manifest_uri, feature_set.manifest_sha256)
+        if feature_set.manifest_uri and feature_set.manifest_sha256
+        else None
+    )
+    return FeatureSetFiles(
+        root_uri=feature_set.root_uri,
+        mel_config_hash=feature_set.mel_config_hash,
+        manifest=manifest,
+        shards=[(str(uri), str(sha)) for uri, sha in shards],
+    )
+
+
+@dataclass(frozen=True)
+class FeatureSetFiles:
+    root_uri: str
+    mel_config_hash: str
+    manifest: tuple[str, str] | None  # (location, sha256)
+    shards: list[tuple[str, str]]  # (location, sha256) in recording order

@@ -28,6 +28,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAIRCHORD_HOME", str(home))
     monkeypatch.delenv("FAIRCHORD_DB_URL", raising=False)
     monkeypatch.delenv("FAIRCHORD_STORE_URL", raising=False)
+    monkeypatch.setenv("FAIRCHORD_STAGING_DIR", str(tmp_path / "staging"))
     return home
 
 

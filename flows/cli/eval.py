@@ -125,7 +125,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
 
         from flows.cli.gate import resolve_checkpoint
-        from flows.train import run_dir, uri_to_path
+        from flows.train import run_dir
+        from generation.checkpoint_checks import checkpoint_path
         from generation.gate_models import load_clap_embedder
         from generation.index import GateUnavailable
         from generation.vocoder import GriffinLimVocoder
@@ -140,7 +141,7 @@ def register(app: typer.Typer) -> None:
         with session_scope() as session:
             ckpt = resolve_checkpoint(session, checkpoint)
             ckpt_id, run_id, sha = ckpt.id, ckpt.training_run_id, ckpt.sha256
-            path = uri_to_path(ckpt.uri)
+            path = checkpoint_path(ckpt.uri, ckpt.sha256)  # verified; fetched from S3 if there
             uris: dict[int, str] = {
                 rec.id: rec.object_uri
                 for rec in member_recordings(session, run_id)

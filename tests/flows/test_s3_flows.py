@@ -1,5 +1,6 @@
-"""Ingest from an s3:// source into an S3 object store on moto_server, then audit verify,
-on SQLite and PostgreSQL; an object changed in the bucket afterwards is reported."""
+"""Ingest from an s3:// source into an S3 object store on moto_server, featurize with shards
+published there, then audit verify, on SQLite and PostgreSQL; an object or a shard changed
+in the bucket afterwards is reported, and a reader refuses the changed shard."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ import json
 from pathlib import Path
 
 import fsspec
+import pytest
 from sqlalchemy import Engine, select
 
+from flows.featurize import run_featurize
 from flows.ingest import run_ingest
 from provenance.audit.integrity import verify_everything
 from provenance.db import session_factory
-from provenance.models import Recording
+from provenance.features import feature_set_files
+from provenance.models import FeatureSet, FeatureShard, Recording
+from provenance.s3_objects import StoreIntegrityError
 from tests.common.audio import write_music
 from tests.common.ingest import TEST_LIMITS
 from tests.common.s3 import S3Bucket
+from training.shard_publish import local_feature_root
+from training.shards import MANIFEST_NAME, read_manifest
 
 # name → sidecar facts; three distinct pieces, all accepted.
 CORPUS = {
@@ -55,19 +62,47 @@ def test_ingest_s3_source_into_s3_store_and_verify(
             assert rec.object_uri == (
                 f"{s3_bucket.url}/store/objects/sha256/{rec.sha256[:2]}/{rec.sha256}"
             )
+        tampered = recordings[0]
+
+    featurized = run_featurize(db_url=db_url, shard_mb=0.05)
+    assert featurized["recordings"] == 3 and not featurized["failed"]
+    published = f"{s3_bucket.url}/store/features/{featurized['mel_config_hash']}"
+    with sessions() as session:
+        feature_set = session.execute(select(FeatureSet)).scalar_one()
+        assert feature_set.root_uri == published
+        assert feature_set.manifest_uri == f"{published}/{MANIFEST_NAME}"
+        shards = session.execute(select(FeatureShard).order_by(FeatureShard.id)).scalars().all()
+        assert shards and all(s.uri.startswith(f"{published}/shard-") for s in shards)
+        files = feature_set_files(session, feature_set)
         report = verify_everything(session)
         assert report.ok, [str(d) for d in report.discrepancies]
         assert report.checked["object"] == 3
-        tampered = recordings[0]
+        assert report.checked["shard"] == len(shards) and report.checked["manifest"] == 1
 
-    s3_bucket.client().put_object(
+    # A reader gets the shards as a local folder, each file checked against its digest.
+    local = local_feature_root(files)
+    assert sorted(p.name for p in local.iterdir()) == sorted(
+        [MANIFEST_NAME] + [s.uri.rsplit("/", 1)[-1] for s in shards]
+    )
+    assert read_manifest(local)["total_rows"] == sum(s.rows for s in shards)
+
+    client = s3_bucket.client()
+    client.put_object(
         Bucket=s3_bucket.name,
         Key=f"store/objects/sha256/{tampered.sha256[:2]}/{tampered.sha256}",
         Body=b"other bytes",
     )
+    shard_key = shards[0].uri.removeprefix(f"{s3_bucket.url}/")
+    client.put_object(Bucket=s3_bucket.name, Key=shard_key, Body=b"not arrow")
     with sessions() as session:
         report = verify_everything(session)
     assert [(d.kind, d.ref) for d in report.discrepancies] == [
-        ("object", f"recording {tampered.id}")
+        ("object", f"recording {tampered.id}"),
+        ("shard", f"feature set {feature_set.id} shard {shards[0].uri}"),
     ]
-    assert "!= recorded" in report.discrepancies[0].detail
+    assert all("!= recorded" in d.detail for d in report.discrepancies)
+
+    # The cached copy is checked on every use; a fresh reader refuses the changed shard.
+    monkeypatch.setenv("FAIRCHORD_STAGING_DIR", str(tmp_path / "other-machine"))
+    with pytest.raises(StoreIntegrityError, match="was recorded: not used"):
+        local_feature_root(files)

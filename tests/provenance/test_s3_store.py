@@ -16,6 +16,7 @@ from provenance.s3_objects import (
     multipart_etag,
     upload_verified,
 )
+from provenance.store_publish import publish_or_home
 from provenance.store_settings import configured_store_url
 from tests.common.s3 import S3Bucket
 
@@ -119,3 +120,31 @@ def test_store_url_setting(
         monkeypatch.setenv("FAIRCHORD_STORE_URL", bad)
         with pytest.raises(ValueError, match="FAIRCHORD_STORE_URL"):
             configured_store_url()
+
+
+def test_published_checkpoint_is_read_back_verified(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation.checkpoint_checks import CheckpointInvalid, checkpoint_path
+
+    local = tmp_path / "home" / "runs" / "7" / "final.safetensors"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"weights" * 1000)
+    sha = hashlib.sha256(local.read_bytes()).hexdigest()
+    assert publish_or_home(local, "checkpoints", "run-7/final.safetensors", sha256=sha) == (
+        "home://runs/7/final.safetensors"  # no store URL: the home location, as before
+    )
+    monkeypatch.setenv("FAIRCHORD_STORE_URL", f"{s3_bucket.url}/store")
+    uri = publish_or_home(local, "checkpoints", "run-7/final.safetensors", sha256=sha)
+    assert uri == f"{s3_bucket.url}/store/checkpoints/run-7/final.safetensors"
+    assert sha256_uri(uri) == sha
+    copy = checkpoint_path(uri, sha)
+    assert copy.read_bytes() == local.read_bytes() and copy != local
+
+    s3_bucket.client().put_object(
+        Bucket=s3_bucket.name, Key="store/checkpoints/run-7/final.safetensors", Body=b"other"
+    )
+    monkeypatch.setenv("FAIRCHORD_STAGING_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(CheckpointInvalid, match="not used"):
+        checkpoint_path(uri, sha)
+    assert not any((tmp_path / "elsewhere").rglob(sha))  # nothing left in the cache
