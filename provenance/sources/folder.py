@@ -3,7 +3,9 @@
 A sidecar next to ``song.ogg`` is ``song.ogg.json`` or ``song.json``; it holds
 the same fields as a manifest row (title, artists, licence, consent,
 source_url). Hidden files, sidecars and ``metadata.csv/jsonl`` are not items.
-Locally, symlinks that lead out of the folder are reported, not followed. A
+Locally, symlinks that lead out of the folder are reported, not followed; under
+a bucket prefix, a key with an empty, ``.`` or ``..`` segment is reported as
+``path_escape`` (:mod:`provenance.sources.prefix_paths`). A
 sidecar that cannot be used (not JSON, not an object, over
 :data:`MAX_SIDECAR_BYTES`, a symlink out of the folder) is ignored and the
 item is flagged ``unreadable_sidecar``.
@@ -30,6 +32,7 @@ from provenance.sources.base import (
     is_within,
     printable_name,
 )
+from provenance.sources.prefix_paths import key_problem
 from provenance.sources.text import locator_text
 
 logger = logging.getLogger(__name__)
@@ -166,8 +169,17 @@ class FolderSource:
             names_by_dir.setdefault(d, set()).add(n)
         for p in paths:
             d, _, name = p.rpartition("/")
-            rel = p[len(self._root_str) :].lstrip("/")
+            rel = p[len(self._root_str) + 1 :]
             if name.startswith(".") or name in METADATA_FILES or _is_sidecar(name, names_by_dir[d]):
+                continue
+            problem = key_problem(rel)
+            if problem is not None:  # a key such as "a/../b" is never read
+                yield SourceItem(
+                    locator=locator_text(rel),
+                    uri=None,
+                    problem="path_escape",
+                    problem_detail=f"{problem} (folder {self.uri})"[:1000],
+                )
                 continue
             facts: dict[str, Any] = {}
             stem = name.rsplit(".", 1)[0]

@@ -2,7 +2,10 @@
 licence, consent and source url.
 
 Local paths are resolved against the root (the manifest's folder unless
-given) and must stay inside it, symlinks included. A URL is read only when
+given) and must stay inside it, symlinks included. A root that is a bucket
+prefix (``s3://bucket/prefix``, or the folder of an ``s3://`` manifest) takes
+paths relative to it under the same rules, judged on the key's text
+(:mod:`provenance.sources.prefix_paths`). A URL is read only when
 its scheme is among the source's ``allowed_schemes`` (none by default); any
 other URL, and any chained one, is quarantined as ``path_escape``
 (:mod:`provenance.sources.paths`). A path listed twice is reported as
@@ -34,6 +37,7 @@ from provenance.sources.base import (
     resolve_local_path,
 )
 from provenance.sources.paths import classify_row_path, normalise_schemes
+from provenance.sources.prefix_paths import resolve_prefix_path
 from provenance.sources.text import locator_text
 
 # A manifest is read whole; a bigger one is refused rather than read into memory.
@@ -61,16 +65,33 @@ class ManifestSource:
         self._fs, self._path = fs, path
         is_local = "://" not in manifest or manifest.startswith("file://")
         self.uri = str(Path(path).resolve()) if is_local else manifest
-        if root is not None:
+        # A bucket prefix as the root: the given one, else a remote manifest's folder.
+        self.prefix: tuple[Any, str] | None = None
+        remote_root = root if root is not None and _is_remote(root) else None
+        if root is None and not is_local and manifest.lower().startswith("s3://"):
+            remote_root = manifest.rsplit("/", 1)[0]
+        if remote_root is not None:
+            root_fs, root_path = fsspec.core.url_to_fs(remote_root)
+            if not root_path.strip("/") or not root_fs.isdir(root_path):
+                raise SourceError(f"manifest root {remote_root!r} is not a folder")
+            self.prefix = (root_fs, root_path.rstrip("/"))
+            self.root = Path("/nonexistent-root")
+        elif root is not None:
             self.root = Path(root.removeprefix("file://")).expanduser().resolve()
         else:
             self.root = Path(self.uri).parent if is_local else Path("/nonexistent-root")
-        if is_local and not self.root.is_dir():
+        if self.prefix is None and is_local and not self.root.is_dir():
             raise SourceError(f"manifest root {str(self.root)!r} is not a folder")
 
     @property
+    def root_uri(self) -> str:
+        if self.prefix is not None:
+            return str(self.prefix[0].unstrip_protocol(self.prefix[1]))
+        return str(self.root)
+
+    @property
     def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"manifest": self.uri, "root": str(self.root)}
+        config: dict[str, Any] = {"manifest": self.uri, "root": self.root_uri}
         if self.allowed_schemes:
             config["allowed_schemes"] = list(self.allowed_schemes)
         return config
@@ -129,7 +150,16 @@ class ManifestSource:
         uri: str | None = None
         problem, detail = target.problem, target.detail
         locator = locator_text(raw)
-        if target.remote_url is not None:
+        inside = self.prefix is not None and raw.startswith(self.root_uri + "/")
+        if self.prefix is not None and (target.local_path is not None or inside):
+            # Under a bucket prefix: the same rules, judged on the key's text.
+            fs, root_path = self.prefix
+            uri, problem, detail = resolve_prefix_path(
+                fs, root_path, raw if inside else str(target.local_path)
+            )
+            if uri is not None:
+                locator = locator_text(uri.removeprefix(self.root_uri + "/"))
+        elif target.remote_url is not None:
             uri = target.remote_url
         elif target.local_path is not None:
             real, problem, detail = resolve_local_path(self.root, target.local_path)
@@ -148,6 +178,10 @@ class ManifestSource:
         if problem is not None:
             return SourceItem(locator=locator, uri=None, problem=problem, problem_detail=detail)
         return SourceItem(locator=locator, uri=uri, **facts)
+
+
+def _is_remote(location: str) -> bool:
+    return "://" in location and not location.lower().startswith(("file://", "local://"))
 
 
 def _csv_rows(text: str, name: str) -> list[tuple[int, dict[str, Any] | None, str | None]]:
