@@ -3,16 +3,19 @@
 - :mod:`training.diffusion.unet` — ``MelUNet(x, sigma, cond)``, the network;
 - :mod:`training.diffusion.denoiser` — ``Denoiser`` (EDM preconditioning and
   ``loss()``) and ``CFGDenoiser`` (classifier-free guidance);
-- :mod:`training.diffusion.sampling` — ``get_sigmas_karras``, ``sample_euler``,
-  ``sample_heun``, ``sample_dpmpp_2m`` and ``sample_mels`` (generation's entry point).
+- :mod:`training.diffusion.sampling` — ``get_sigmas_karras``, ``get_sigmas_exponential``,
+  ``sample_euler``, ``sample_heun``, ``sample_dpmpp_2m``, ``sample_dpmpp_3m`` and
+  ``sample_mels`` (generation's entry point).
 """
 
 from __future__ import annotations
 
 from training.diffusion.denoiser import CFGDenoiser, Denoiser
 from training.diffusion.sampling import (
+    get_sigmas_exponential,
     get_sigmas_karras,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
     sample_mels,
@@ -24,8 +27,10 @@ __all__ = [
     "Denoiser",
     "MelUNet",
     "UNetConfig",
+    "get_sigmas_exponential",
     "get_sigmas_karras",
     "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
     "sample_euler",
     "sample_heun",
     "sample_mels",

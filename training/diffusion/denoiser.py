@@ -133,13 +133,32 @@ class CFGDenoiser(nn.Module):
     """Classifier-free guidance (Ho & Salimans 2022): ``D_u + scale (D_c - D_u)``.
 
     ``scale = 1`` is the plain conditional model, ``0`` the unconditional one.
-    Both halves run in one batched forward.
+    Both halves run in one batched forward. ``interval = (lo, hi)`` guides only
+    at noise levels ``lo < sigma <= hi`` and uses the conditional model alone
+    elsewhere (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval
+    Improves Sample and Distribution Quality in Diffusion Models",
+    arXiv:2404.07724): a step outside the interval costs one network pass
+    instead of two.
     """
 
-    def __init__(self, denoiser: Denoiser, *, scale: float) -> None:
+    def __init__(
+        self, denoiser: Denoiser, *, scale: float, interval: tuple[float, float] | None = None
+    ) -> None:
         super().__init__()
+        if interval is not None and not 0 <= interval[0] < interval[1]:
+            raise ValueError(
+                f"guidance interval must be (lo, hi) with 0 <= lo < hi, got {interval}"
+            )
         self.denoiser = denoiser
         self.scale = float(scale)
+        self.interval = None if interval is None else (float(interval[0]), float(interval[1]))
+
+    def guided(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Which rows (bool ``[B]``) get guidance at their ``sigma``."""
+        if self.interval is None:
+            return torch.ones_like(sigma, dtype=torch.bool)
+        lo, hi = self.interval
+        return (sigma > lo) & (sigma <= hi)
 
     def forward(
         self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None
@@ -147,6 +166,9 @@ class CFGDenoiser(nn.Module):
         if cond is None or self.scale == 1.0:
             return self.denoiser(x, sigma, cond)
         sigma = _per_sample(sigma, x)
+        guided = self.guided(sigma)
+        if not guided.any():
+            return self.denoiser(x, sigma, cond)
         b = x.shape[0]
         drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)])
         out = self.denoiser(
@@ -156,7 +178,8 @@ class CFGDenoiser(nn.Module):
             drop=drop.to(x.device),
         )
         cond_out, uncond_out = out.chunk(2)
-        return uncond_out + (cond_out - uncond_out) * self.scale
+        mixed = uncond_out + (cond_out - uncond_out) * self.scale
+        return mixed if guided.all() else torch.where(_bcast(guided, x), mixed, cond_out)
 
 
 def _per_sample(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

@@ -10,11 +10,14 @@ from training.diffusion import (
     Denoiser,
     MelUNet,
     UNetConfig,
+    get_sigmas_exponential,
     get_sigmas_karras,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
     sample_mels,
+    sampling,
 )
 
 TINY = UNetConfig(channels=8, channel_mult=(1, 2), emb_dim=32, fourier_features=16, groups=4)
@@ -138,6 +141,72 @@ def test_cfg_combines_conditional_and_unconditional() -> None:
     assert torch.allclose(CFGDenoiser(d, scale=3.0)(x, sigma, cond), u + 3 * (c - u), atol=1e-5)
 
 
+def test_cfg_interval_guides_only_inside_it_and_skips_the_unconditional_pass() -> None:
+    d = Denoiser(_net())
+    x, cond = torch.randn(2, 1, 64, 16), _cond(2)
+    rows: list[int] = []
+    d.inner_model.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
+    cfg = CFGDenoiser(d, scale=3.0, interval=(0.5, 5.0))
+    for sigma, guided in ((10.0, False), (5.0, True), (1.0, True), (0.5, False), (0.1, False)):
+        s = torch.full((2,), sigma)
+        c, u = d(x, s, cond), d(x, s, None)
+        rows.clear()
+        out = cfg(x, s, cond)
+        assert torch.allclose(out, u + 3 * (c - u) if guided else c, atol=1e-5), sigma
+        assert rows == ([4] if guided else [2]), sigma  # one batched pass, or the cond pass alone
+    # rows at different sigmas: each gets guidance or not by its own sigma
+    s = torch.tensor([10.0, 1.0])
+    c, u = d(x, s, cond), d(x, s, None)
+    out = cfg(x, s, cond)
+    assert torch.allclose(out[0], c[0], atol=1e-5)
+    assert torch.allclose(out[1], (u + 3 * (c - u))[1], atol=1e-5)
+    with pytest.raises(ValueError, match="guidance interval"):
+        CFGDenoiser(d, scale=3.0, interval=(5.0, 0.5))
+
+
+def test_exponential_schedule_is_uniform_in_log_sigma() -> None:
+    s = get_sigmas_exponential(6, 0.002, 80.0)
+    assert s.shape == (7,) and s[-1] == 0
+    assert torch.isclose(s[0], torch.tensor(80.0)) and torch.isclose(s[-2], torch.tensor(0.002))
+    steps = s[:-1].log().diff()
+    assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+        sample_mels(Denoiser(_net()), _cond(1), frames=8, steps=2, schedule="cosine")
+
+
+def test_precision_auto_follows_the_cpu_and_falls_back_to_float32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sampling, "cpu_computes_bf16", lambda: False)
+    assert sampling.resolve_precision("auto") == "fp32"
+    assert sampling.resolve_precision("bf16") == "bf16"  # asked for explicitly
+    monkeypatch.setattr(sampling, "cpu_computes_bf16", lambda: True)
+    assert sampling.resolve_precision("auto") == "bf16"
+    assert sampling.resolve_precision("auto", "cuda") == "fp32"
+    assert sampling.resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        sampling.resolve_precision("fp16")
+
+
+def test_bf16_sampling_is_close_to_fp32_and_restores_the_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d = Denoiser(_net(), mel_mean=-5.0, mel_std=2.0)
+    cond = _cond(1)
+    kwargs = {"frames": 32, "steps": 4, "cfg_scale": 2.0, "seed": 3}
+    ref = sample_mels(d, cond, precision="fp32", **kwargs)  # type: ignore[arg-type]
+    low = sample_mels(d, cond, precision="bf16", **kwargs)  # type: ignore[arg-type]
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert not torch.equal(low, ref)
+    assert float((low - ref).abs().mean()) < 0.05 * float((ref - ref.mean()).abs().mean())
+    conv = d.inner_model.conv_in.weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    # without native bfloat16, auto is the float32 result exactly
+    monkeypatch.setattr(sampling, "cpu_computes_bf16", lambda: False)
+    auto = sample_mels(d, cond, precision="auto", **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(auto, ref)
+
+
 def test_karras_schedule() -> None:
     s = get_sigmas_karras(10, 0.002, 80.0)
     assert s.shape == (11,)
@@ -151,7 +220,7 @@ def test_karras_schedule() -> None:
         get_sigmas_karras(5, 1.0, 0.5)
 
 
-@pytest.mark.parametrize("sampler", [sample_euler, sample_heun, sample_dpmpp_2m])
+@pytest.mark.parametrize("sampler", [sample_euler, sample_heun, sample_dpmpp_2m, sample_dpmpp_3m])
 def test_samplers_recover_a_point_mass(sampler: object) -> None:
     """With the exact denoiser of a point mass, every ODE sampler lands on that point."""
     target = torch.randn(1, 1, 64, 8)
@@ -164,7 +233,7 @@ def test_samplers_recover_a_point_mass(sampler: object) -> None:
     assert torch.allclose(out, target.expand_as(out), atol=1e-2)
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "dpmpp_3m"])
 def test_sample_mels_any_length_and_deterministic(sampler: str) -> None:
     d = Denoiser(_net(), mel_mean=-5.0, mel_std=2.0)
     cond = _cond(2)
