@@ -69,6 +69,8 @@ def sample_clip(
             steps=request.steps,
             cfg_scale=request.cfg,
             sampler=request.sampler,
+            cfg_interval=request.cfg_interval,
+            precision=request.precision,
             seed=seed,
             callback=callback,
         )[0]

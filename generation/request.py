@@ -13,11 +13,48 @@ import torch
 from generation.gate import GateResult
 from generation.prompt_screen import ScreenResult
 from generation.variation import variation_sigmas
-from training.diffusion.sampling import SAMPLERS
+from training.diffusion.sampling import PRECISIONS, SAMPLERS
 
 FORMATS = ("wav", "flac")
 MAX_SECONDS = 120.0
 MAX_CLIPS = 64
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How a clip is sampled and vocoded: what the generation-speed and -quality
+    benchmarks compare, and what :class:`GenerationRequest` defaults to."""
+
+    steps: int
+    sampler: str
+    cfg: float
+    # Guidance only at lo < sigma <= hi (None: at every step); see CFGDenoiser.
+    cfg_interval: tuple[float, float] | None
+    precision: str  # auto | fp32 | bf16 (training.diffusion.sampling.resolve_precision)
+    griffin_lim_iters: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "sampler": self.sampler,
+            "cfg": self.cfg,
+            "cfg_interval": list(self.cfg_interval) if self.cfg_interval else None,
+            "precision": self.precision,
+            "griffin_lim_iters": self.griffin_lim_iters,
+        }
+
+
+# generate's settings until the generation-speed work: kept as the benchmarks' reference.
+BASELINE_SAMPLING = SamplingSettings(
+    steps=25,
+    sampler="dpmpp_2m",
+    cfg=3.0,
+    cfg_interval=None,
+    precision="fp32",
+    griffin_lim_iters=32,
+)
+# What benchmarks/generation_speed.py and generation_quality.py justify (see their docstrings).
+DEFAULT_SAMPLING = BASELINE_SAMPLING
 
 
 @dataclass
@@ -27,9 +64,11 @@ class GenerationRequest:
     prompt: str
     seconds: float = 10.0
     seed: int = 0
-    steps: int = 25
-    cfg: float = 3.0
-    sampler: str = "dpmpp_2m"
+    steps: int = DEFAULT_SAMPLING.steps
+    cfg: float = DEFAULT_SAMPLING.cfg
+    sampler: str = DEFAULT_SAMPLING.sampler
+    cfg_interval: tuple[float, float] | None = DEFAULT_SAMPLING.cfg_interval
+    precision: str = DEFAULT_SAMPLING.precision
     n: int = 4
     out_dir: Path = field(default_factory=lambda: Path("generations"))
     format: str = "wav"
@@ -55,6 +94,14 @@ class GenerationRequest:
         if self.sampler not in SAMPLERS:
             allowed = ", ".join(s.replace("_", "-") for s in sorted(SAMPLERS))
             problems.append(f"sampler {self.sampler!r} unknown; expected one of {allowed}")
+        if self.cfg_interval is not None:
+            lo, hi = self.cfg_interval
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+                problems.append(f"cfg interval {self.cfg_interval} must be (lo, hi), 0 <= lo < hi")
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"precision {self.precision!r} unknown; expected one of {', '.join(PRECISIONS)}"
+            )
         if not 1 <= self.n <= MAX_CLIPS:
             problems.append(f"n={self.n} must be in [1, {MAX_CLIPS}]")
         if self.format not in FORMATS:

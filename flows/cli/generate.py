@@ -77,6 +77,40 @@ HELP = (
 )
 
 
+# The sampler options default to generation.request.DEFAULT_SAMPLING (not imported here:
+# it would load torch for every `fairchord` command).
+DEFAULTS = "(default: the setting benchmarks/generation_speed.py justifies)"
+
+
+def parse_interval(text: str) -> tuple[float, float] | None:
+    """``--cfg-interval``: ``all`` (guidance at every step) or ``LO,HI``."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"cfg interval {text!r} must be 'LO,HI' or 'all'") from None
+    return lo, hi
+
+
+def sampling_options(
+    steps: int | None,
+    cfg: float | None,
+    sampler: str | None,
+    cfg_interval: str | None,
+    precision: str | None,
+) -> dict[str, Any]:
+    """The sampler options given on the command line (the request has the defaults)."""
+    given: dict[str, Any] = {
+        k: v
+        for k, v in (("steps", steps), ("cfg", cfg), ("sampler", sampler), ("precision", precision))
+        if v is not None
+    }
+    if cfg_interval is not None:  # 'all' is given too: it means no interval (None)
+        given["cfg_interval"] = parse_interval(cfg_interval)
+    return given
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP)
     def generate_command(
@@ -87,9 +121,25 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(
             None, "--seed", help="Seed of the first clip; clip i uses seed + i (default: random)."
         ),
-        steps: int = typer.Option(25, "--steps", help="Sampler steps."),
-        cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale."),
-        sampler: str = typer.Option("dpmpp-2m", "--sampler", help="dpmpp-2m, heun or euler."),
+        steps: int = typer.Option(None, "--steps", help=f"Sampler steps {DEFAULTS}."),
+        cfg: float = typer.Option(
+            None, "--cfg", help=f"Classifier-free guidance scale {DEFAULTS}."
+        ),
+        sampler: str = typer.Option(
+            None, "--sampler", help=f"dpmpp-2m, dpmpp-3m, heun or euler {DEFAULTS}."
+        ),
+        cfg_interval: str = typer.Option(
+            None,
+            "--cfg-interval",
+            help="Apply guidance only at noise levels LO < sigma <= HI ('LO,HI'; 'all' for "
+            f"every step); outside it a step costs one network pass instead of two {DEFAULTS}.",
+        ),
+        precision: str = typer.Option(
+            None,
+            "--precision",
+            help="Network arithmetic: auto (bfloat16 on CPUs that compute it natively, else "
+            f"float32), fp32 or bf16 {DEFAULTS}.",
+        ),
         n: int = typer.Option(
             4, "--n", help="Number of clips (variations from consecutive seeds)."
         ),
@@ -151,9 +201,7 @@ def register(app: typer.Typer) -> None:
                 prompt=prompt,
                 seconds=seconds,
                 seed=secrets.randbelow(2**31) if seed is None else seed,
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler,
+                **sampling_options(steps, cfg, sampler, cfg_interval, precision),
                 n=n,
                 out_dir=out if out is not None else fairchord_home() / "generations",
                 format=fmt.lower(),

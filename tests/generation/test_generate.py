@@ -281,6 +281,9 @@ def test_bad_input_exits_2(
         (["--steps", "0"], "steps=0"),
         (["--format", "mp3"], "format"),
         (["--sampler", "ddim"], "sampler"),
+        (["--cfg-interval", "5,0.5"], "cfg interval"),
+        (["--cfg-interval", "high"], "cfg interval 'high' must be 'LO,HI' or 'all'"),
+        (["--precision", "fp16"], "precision 'fp16' unknown"),
         (["--init-audio", str(tmp_path / "missing.wav")], "not a file"),
     ]:
         result = cli(world, PROMPT, *args, "--out", str(world.out))
@@ -294,3 +297,29 @@ def test_bad_input_exits_2(
     assert altered.exit_code == 2 and "not the one trained" in altered.stderr
     gens, _ = rows(session)
     assert [g.status for g in gens] == ["error"] and written(world.out) == []
+
+
+def test_sampler_options_default_to_the_benchmarked_setting() -> None:
+    from flows.cli.generate import sampling_options
+    from generation.request import DEFAULT_SAMPLING, GenerationRequest
+
+    request = GenerationRequest(prompt=PROMPT, **sampling_options(None, None, None, None, None))
+    assert (request.steps, request.sampler, request.cfg) == (
+        DEFAULT_SAMPLING.steps,
+        DEFAULT_SAMPLING.sampler,
+        DEFAULT_SAMPLING.cfg,
+    )
+    assert (request.cfg_interval, request.precision) == (
+        DEFAULT_SAMPLING.cfg_interval,
+        DEFAULT_SAMPLING.precision,
+    )
+    given = sampling_options(8, 2.0, "dpmpp-3m", "0.3,5", "fp32")
+    assert given == {
+        "steps": 8,
+        "cfg": 2.0,
+        "sampler": "dpmpp-3m",
+        "cfg_interval": (0.3, 5.0),
+        "precision": "fp32",
+    }
+    assert GenerationRequest(prompt=PROMPT, **given).sampler == "dpmpp_3m"
+    assert sampling_options(None, None, None, "all", None) == {"cfg_interval": None}
