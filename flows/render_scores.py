@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flows.child_processes import die_with_parent
 from provenance.hashing import sha256_file
@@ -144,11 +145,20 @@ def corpus_file(ref: ScoreRef) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _parse(corpus_path: str) -> Any:
+    """A music21 corpus file, parsed once per process: the demo renders four tunes of one
+    opus, and parsing the opus is most of a render's time."""
+    from music21 import corpus
+
+    return corpus.parse(corpus_path)
+
+
 def write_midi(ref: ScoreRef, midi_path: Path) -> None:
     """Parse the score with music21 (the N-th tune of an opus) and write it as MIDI."""
-    from music21 import corpus, stream
+    from music21 import stream
 
-    parsed = corpus.parse(ref.corpus_path)
+    parsed = _parse(ref.corpus_path)
     if isinstance(parsed, stream.Opus):
         scores = list(parsed.scores)
         if ref.tune is None:
