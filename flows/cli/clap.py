@@ -48,7 +48,9 @@ def _examples() -> list[Any]:
 
 @clap_app.command("train")
 def train(
-    config_name: str = typer.Option("demo", "--config", help="debug (seconds) or demo (minutes)."),
+    config_name: str = typer.Option(
+        "demo", "--config", help="debug (seconds), demo (about a minute) or full (minutes)."
+    ),
     policy_name: str = typer.Option(
         "commercial", "--policy", help="Train only on recordings eligible under this policy."
     ),

@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
             "commercial", "--policy", help="Licence policy the snapshot must satisfy."
         ),
         config: str = typer.Option(
-            "small", "--config", help="Training config: debug (CI), small (demo, CPU), base (GPU)."
+            "demo",
+            "--config",
+            help="Training config: debug (CI), demo (~2 min on CPU), small (~20 min), base (GPU).",
         ),
         resume: bool = typer.Option(
             False,
@@ -95,5 +97,8 @@ def register(app: typer.Typer) -> None:
         if index["built"]:
             console.print(f"gate index {index['sha256'][:12]}: {index['vectors']} vectors")
         else:
-            console.print(f"[yellow]gate index not built:[/yellow] {index['reason']}")
+            console.print(
+                f"no CLAP track index ({index['reason']}); next, `fairchord gate calibrate` "
+                "builds the gate's index: generation fails closed until it has run"
+            )
         console.print(f"plots in {summary['run_dir']}/plots", highlight=False)
