@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import typer
+from rich.table import Table
 
 from flows.child_processes import call_owned
 from flows.cli.common import console, fail
@@ -33,12 +34,15 @@ NAMED_ARTIST_PROMPT = "an epic orchestral theme in the style of Mattias Westlund
 BENIGN_PROMPT = "slow ambient pads, minor key, soft dynamics, dark timbre"
 
 
-def demo_steps(*, train_config: str) -> list[Step]:
+def demo_steps(*, train_config: str, clap_index: bool = False) -> list[Step]:
+    """The demo's commands in order. ``clap_index`` adds the CLAP segment embedding (the
+    CLAP track index beside the gate); the gate itself runs on MSD-musicnn and does not
+    need it, so the default demo leaves it out."""
     home = fairchord_home()
     manifest = str(home / "corpus" / "demo" / "manifest.csv")
     report = str(home / "reports" / "audit-latest.html")
     generated = str(home / "generated")
-    return [
+    steps = [
         Step("Create the provenance database", ("db", "upgrade")),
         Step(
             "Signing keys for the Content Credentials of generated audio (development chain)",
@@ -56,7 +60,6 @@ def demo_steps(*, train_config: str) -> list[Step]:
             ("clap", "train", "--config", "demo", "--policy", "commercial"),
             done_if_exists=str(home / "clap" / "clap.pt"),
         ),
-        Step("Embed every segment with that CLAP", ("clap", "embed")),
         Step(
             f"Train the diffusion model ({train_config}) on the commercial snapshot",
             ("train", "--policy", "commercial", "--config", train_config),
@@ -87,21 +90,54 @@ def demo_steps(*, train_config: str) -> list[Step]:
             ("verify-output", "--latest"),
         ),
     ]
+    if clap_index:
+        train = next(i for i, s in enumerate(steps) if s.args[0] == "train")
+        steps.insert(train, Step("Embed every segment with that CLAP", ("clap", "embed")))
+    return steps
+
+
+SETUP_SECONDS_ENV = "FAIRCHORD_DEMO_SETUP_SECONDS"
+
+
+def timing_table(rows: list[tuple[str, float, int | None]]) -> Table:
+    """One row per step (title, wall seconds, exit code or None when skipped) and the total."""
+    table = Table(title="demo step times", show_footer=True)
+    total = sum(seconds for _, seconds, _ in rows)
+    table.add_column("step", footer="total")
+    table.add_column("wall", justify="right", footer=_minutes(total))
+    table.add_column("exit", justify="right")
+    for title, seconds, code in rows:
+        table.add_row(title, _minutes(seconds), "skipped" if code is None else str(code))
+    return table
+
+
+def _minutes(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60} min {whole % 60:02d} s" if whole >= 60 else f"{seconds:.1f} s"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         train_config: str = typer.Option(
-            "small", "--train-config", help="Diffusion config: small (the demo) or debug (fast)."
+            "demo",
+            "--train-config",
+            help="Diffusion config: demo (the default, ~2 min), small (~20 min) or debug (CI).",
+        ),
+        clap_index: bool = typer.Option(
+            False,
+            "--clap-index",
+            help="Also embed every segment with the CLAP (a CLAP track index; the gate runs "
+            "on MSD-musicnn and does not need it).",
         ),
         stop_after: int = typer.Option(
             0, "--stop-after", help="Stop after this many steps (0: run them all)."
         ),
     ) -> None:
         """Run the whole chain on the demo corpus: build, ingest, check, featurize, train,
-        generate with safeguards, audit. Uses $FAIRCHORD_HOME (default ~/.fairchord)."""
-        steps = demo_steps(train_config=train_config)
+        generate with safeguards, audit. Uses $FAIRCHORD_HOME (default ~/.fairchord).
+        Ends with a table of each step's wall time."""
+        steps = demo_steps(train_config=train_config, clap_index=clap_index)
         if stop_after:
             steps = steps[:stop_after]
         env = dict(os.environ)
@@ -110,22 +146,31 @@ def register(app: typer.Typer) -> None:
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("DO_NOT_TRACK", "1")
         console.print(f"[bold]fairchord demo[/bold] in {fairchord_home()}")
+        times: list[tuple[str, float, int | None]] = []
+        setup = os.environ.get(SETUP_SECONDS_ENV, "")
+        if setup.isdigit():
+            times.append(("setup (scripts/setup.sh)", float(setup), 0))
         for number, step in enumerate(steps, start=1):
             command = ["fairchord", *step.args]
             console.rule(f"[bold]{number}/{len(steps)} {step.title}[/bold]")
             console.print(f"$ {shlex.join(command)}", style="dim", highlight=False)
+            label = f"{number}. {shlex.join(command[:3])}"
             if step.done_if_exists and os.path.exists(step.done_if_exists):
                 console.print(
                     f"[yellow]skipped:[/yellow] {step.done_if_exists} exists "
                     "(delete it to redo this step)",
                     highlight=False,
                 )
+                times.append((label, 0.0, None))
                 continue
             started = time.perf_counter()
             exe = [sys.executable, "-m", "flows.cli", *step.args]
             code = call_owned(exe, env=env)
             took = time.perf_counter() - started
+            times.append((label, took, code))
             if code not in step.ok_codes:
+                console.print(timing_table(times))
                 fail(f"step {number} ({step.title}) exited {code} after {took:.0f} s")
             console.print(f"[green]done[/green] in {took:.1f} s (exit {code})")
         console.rule("[bold green]demo complete[/bold green]")
+        console.print(timing_table(times))

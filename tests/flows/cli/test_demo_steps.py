@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.cli.demo import demo_steps
+from flows.cli.demo import demo_steps, timing_table
 
 
-@pytest.mark.parametrize("config", ["small", "debug"])
+@pytest.mark.parametrize("config", ["demo", "debug"])
 def test_every_demo_step_parses_as_a_fairchord_command(config: str) -> None:
     runner = CliRunner()
-    steps = demo_steps(train_config=config)
+    steps = demo_steps(train_config=config, clap_index=True)
     for step in steps:
         # --help is eager but comes last: an unknown command or option fails first.
         result = runner.invoke(app, [*step.args, "--help"])
@@ -32,6 +32,25 @@ def test_every_demo_step_parses_as_a_fairchord_command(config: str) -> None:
     positions = [next(i for i, f in enumerate(firsts) if f.startswith(o)) for o in order]
     assert positions == sorted(positions)
     assert ("train", "--policy", "commercial", "--config", config) in [s.args for s in steps]
+
+
+def test_the_clap_index_is_a_flag() -> None:
+    default = [s.args[:2] for s in demo_steps(train_config="demo")]
+    assert ("clap", "train") in default and ("clap", "embed") not in default
+    flagged = [s.args[:2] for s in demo_steps(train_config="demo", clap_index=True)]
+    assert flagged.index(("clap", "embed")) == flagged.index(("train", "--policy")) - 1
+
+
+def test_the_timing_table_sums_the_steps() -> None:
+    from rich.console import Console
+
+    table = timing_table(
+        [("setup", 100.0, 0), ("1. fairchord db upgrade", 30.4, 0), ("x", 0.0, None)]
+    )
+    console = Console(width=100, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "total" in text and "2 min 10 s" in text and "skipped" in text
 
 
 def test_the_demo_shows_an_allowed_and_a_refused_generation() -> None:
