@@ -246,10 +246,8 @@ def sweep_orphan_objects(
             info = store.fs.info(path)
         except FileNotFoundError:
             continue
-        mtime = info.get("mtime") or info.get("created")
-        if mtime is not None and hasattr(mtime, "timestamp"):
-            mtime = mtime.timestamp()
-        if mtime is None or now - float(mtime) >= older_than_s:
+        mtime = _mtime(info)  # S3 reports LastModified
+        if mtime is None or now - mtime >= older_than_s:
             store.delete(sha)
             removed.append(sha)
     if removed:

@@ -38,6 +38,8 @@ def configured_store_url() -> str | None:
             f"{STORE_URL_ENV}={url!r} is not a store URL; use file:///absolute/folder or "
             "s3://bucket/prefix"
         )
+    if scheme.lower() == "file" and not rest.startswith("/"):
+        raise ValueError(f"{STORE_URL_ENV}={url!r}: a file:// store URL names an absolute folder")
     if scheme.lower() == "s3" and (".." in rest.split("/") or "::" in rest):
         raise ValueError(f"{STORE_URL_ENV}={url!r}: a bucket prefix has no '..' or '::'")
     return url.rstrip("/")

@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from provenance.hashing import sha256_uri
-from provenance.object_store import ObjectStore, default_object_store
+from provenance.object_store import (
+    ObjectStore,
+    default_object_store,
+    store_consistency,
+    sweep_orphan_objects,
+)
 from provenance.s3_objects import (
     SHA256_METADATA,
     StoreIntegrityError,
@@ -116,7 +122,7 @@ def test_store_url_setting(
     monkeypatch.setenv("FAIRCHORD_STORE_URL", (tmp_path / "store").as_uri())
     store = default_object_store()
     assert store.local and store.root == str(tmp_path / "store" / "objects")
-    for bad in ("/plain/path", "gs://bucket/x", "s3://", "s3://bucket/../x"):
+    for bad in ("/plain/path", "gs://bucket/x", "s3://", "s3://bucket/../x", "file://relative"):
         monkeypatch.setenv("FAIRCHORD_STORE_URL", bad)
         with pytest.raises(ValueError, match="FAIRCHORD_STORE_URL"):
             configured_store_url()
@@ -148,3 +154,12 @@ def test_published_checkpoint_is_read_back_verified(
     with pytest.raises(CheckpointInvalid, match="not used"):
         checkpoint_path(uri, sha)
     assert not any((tmp_path / "elsewhere").rglob(sha))  # nothing left in the cache
+
+
+def test_sweep_keeps_a_young_orphan(session: Session, s3_bucket: S3Bucket) -> None:
+    store = ObjectStore(f"{s3_bucket.url}/objects")
+    sha, _ = store.put_bytes(b"stored, its row never committed")
+    assert store_consistency(session, store) == ([sha], [])
+    assert sweep_orphan_objects(session, store) == []  # LastModified says it is new
+    assert sweep_orphan_objects(session, store, older_than_s=0) == [sha]
+    assert not store.exists(sha)
