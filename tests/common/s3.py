@@ -79,7 +79,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server(*, timeout_s: float = 30.0) -> Iterator[S3Endpoint]:
+def moto_server(*, timeout_s: float = 120.0) -> Iterator[S3Endpoint]:
     """Run ``moto_server`` on a free localhost port until the block ends."""
     exe = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     if exe is None:
