@@ -42,6 +42,7 @@ from generation.fingerprint_store import (
     quad_rows,
     write_store,
 )
+from generation.index_store import index_location, publish_changes, working_dir
 from generation.melody import MelodyIndex
 from provenance.chain_facts import thresholds_problem
 from provenance.gate_indexes import (
@@ -64,7 +65,6 @@ from provenance.index_files import (
     combined_sha256,
 )
 from provenance.models import Checkpoint, EmbeddingIndex, TrainingRun
-from provenance.object_store import home_location, location_path
 from provenance.settings import fairchord_home
 from provenance.training_runs import checkpoint_by_id, run_by_id, run_of_checkpoint
 
@@ -210,7 +210,7 @@ def build_index_for_run(
         training_run_id=training_run_id,
         embedder_sha256=embedder_sha256,
         sha256=sha,
-        uri=home_location(directory),
+        uri=index_location(directory, training_run_id),
         vectors=n,
         snapshot_digest=snapshot_digest,
         thresholds=thresholds,
@@ -221,10 +221,12 @@ def build_index_for_run(
 
 def store_thresholds(session: Session, row: EmbeddingIndex, thresholds: dict[str, Any]) -> None:
     """Record calibrated thresholds in meta.json and on the row (index sha256 unchanged)."""
-    meta_path = location_path(row.uri) / META_FILE
+    directory = working_dir(row.uri)
+    meta_path = directory / META_FILE
     meta = json.loads(meta_path.read_text())
     meta["thresholds"] = dict(thresholds)
     _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    publish_changes(row.uri, directory, [meta_path])
     record_thresholds(session, row, thresholds)
 
 
@@ -243,21 +245,28 @@ def store_fingerprints(row: EmbeddingIndex, fingerprints: FingerprintIndex) -> s
         fingerprints.anchor_f,
         fingerprints.span,
     )
-    return write_store(location_path(row.uri) / FINGERPRINTS_DIR, [rows], fingerprints.artists)
+    directory = working_dir(row.uri)
+    digest = write_store(directory / FINGERPRINTS_DIR, [rows], fingerprints.artists)
+    publish_changes(row.uri, directory, [directory / FINGERPRINTS_DIR])
+    return digest
 
 
 def store_artist_model(row: EmbeddingIndex, model: ArtistModel) -> str:
     """Write the calibrated artist model beside the vectors; returns its sha256 (the caller
     records it in ``thresholds["artist_model"]["sha256"]``)."""
     data = model.to_bytes()
-    _write_atomic(location_path(row.uri) / ARTIST_MODEL_FILE, data)
+    directory = working_dir(row.uri)
+    _write_atomic(directory / ARTIST_MODEL_FILE, data)
+    publish_changes(row.uri, directory, [directory / ARTIST_MODEL_FILE])
     return sha256_bytes(data)
 
 
 def store_melody(row: EmbeddingIndex, data: bytes) -> str:
     """Write the snapshot's serialised melody index beside the vectors; returns its sha256
     (the caller records it in ``thresholds["melody"]["sha256"]``)."""
-    _write_atomic(location_path(row.uri) / MELODY_FILE, data)
+    directory = working_dir(row.uri)
+    _write_atomic(directory / MELODY_FILE, data)
+    publish_changes(row.uri, directory, [directory / MELODY_FILE])
     return sha256_bytes(data)
 
 
@@ -372,7 +381,7 @@ def load_index(
         raise GateUnavailable(
             f"training run {run.id} has no gate index: `{BUILD_INDEX_COMMAND}` builds it"
         )
-    directory = location_path(row.uri)
+    directory = working_dir(row.uri)  # a mirror of an index in the store, checked below
     try:
         vec_sha = sha256_file(directory / VECTORS_FILE)
         ids_sha = sha256_file(directory / IDS_FILE)
