@@ -15,12 +15,15 @@ A quad goes to partition ``(hash × 0x9E3779B1 mod 2³²) >> (32 − bits)``: th
 a multiplicative (Fibonacci) mix of the hash. The packed hash uses only 24 of its 32
 bits, unevenly, so its own top bits would leave partitions empty; the mix spreads them.
 A bucket (all rows of one hash) lies in one partition, sorted in the order the rows were
-given. A lookup finds a bucket's bounds by one binary search of all fences in RAM (for
-every query hash at once), then counts inside one block of ``FENCE_STRIDE`` hashes (512
-bytes: one page read when cold, where a binary search of the mapped column would fault
-on a page per level); the bounds
-are exact, and the rows go through the in-memory table's rule (``fingerprint.bucket_pairs``),
-so ``match_quads`` returns the same ``Match`` as ``FingerprintIndex`` on the same rows.
+given. A lookup sorts the query hashes by (partition, hash), finds each bucket's bounds
+by one binary search of all fences in RAM (for every query hash at once), then copies the
+one block of ``FENCE_STRIDE`` hashes each bound lies in (512 bytes: one page read when
+cold, where a binary search of the mapped column would fault on a page per level) and
+counts inside it; the bounds are exact, and the rows go through the in-memory table's
+rule (``fingerprint.bucket_pairs``). Rows are copied straight from the mappings, one
+partition at a time, and scored in that order (the best group does not depend on it),
+so ``match_quads`` returns the same ``Match`` as ``FingerprintIndex`` on the same rows;
+``candidates`` puts them back in query order.
 
 The table's digest is the sha256 of ``manifest.json``; the manifest holds every file's
 sha256. Opening checks the manifest against the digest the caller recorded and every
@@ -43,7 +46,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from generation.fingerprint import Candidates, QuadTable, bucket_pairs
+from generation.fingerprint import (
+    Candidates,
+    Match,
+    Quads,
+    QuadTable,
+    best_group,
+    bucket_pairs,
+)
 from provenance.index_files import FINGERPRINTS_MANIFEST as MANIFEST
 
 FORMAT = "fairchord-fingerprints"
@@ -261,19 +271,28 @@ class FingerprintStore(QuadTable):
         if manifest.get("fence_stride") != FENCE_STRIDE:
             raise FingerprintStoreError(f"{self.directory}: fence stride is not {FENCE_STRIDE}")
         self._hashes: list[np.ndarray | None] = []
-        self._rows: list[np.ndarray | None] = []
+        self._rows16: list[np.ndarray | None] = []
+        # Every FENCE_STRIDE-long run of a partition's hashes, as rows of a view (no copy).
+        self._windows: list[np.ndarray | None] = []
         fences = []
         for p, entry in enumerate(manifest["partitions"]):
             rows = int(entry["rows"])
             if not rows:
                 self._hashes.append(None)
-                self._rows.append(None)
+                self._rows16.append(None)
+                self._windows.append(None)
                 fences.append(np.zeros(0, np.uint64))
                 continue
             hashes_name, rows_name, fence_name = _part_names(p)
             # Plain views of the mappings: indexing them skips np.memmap's per-call cost.
-            self._hashes.append(self._open(hashes_name, files, np.dtype("<u4"), rows))
-            self._rows.append(self._open(rows_name, files, ROW_DTYPE, rows))
+            hashes = self._open(hashes_name, files, np.dtype("<u4"), rows)
+            self._hashes.append(hashes)
+            self._rows16.append(self._open(rows_name, files, ROW_DTYPE, rows).view(np.complex128))
+            self._windows.append(
+                np.lib.stride_tricks.sliding_window_view(hashes, FENCE_STRIDE)
+                if rows >= FENCE_STRIDE
+                else None
+            )
             fence = self._open(fence_name, files, np.dtype("<u4"), -(-rows // FENCE_STRIDE))
             fences.append((np.uint64(p) << np.uint64(32)) | fence.astype(np.uint64))
         if len(self._hashes) != 1 << self.partition_bits:
@@ -306,43 +325,90 @@ class FingerprintStore(QuadTable):
     def __len__(self) -> int:
         return self.rows
 
+    def match_quads(self, query: Quads, *, exclude_recordings: Iterable[int] = ()) -> Match:
+        if len(query) == 0 or len(self) == 0:
+            return Match(0, None, 0, 1.0)
+        found = self.candidates_by_partition(query.hashes)
+        return best_group(query, found, exclude_recordings)
+
     def candidates(self, hashes: np.ndarray) -> Candidates:
+        found = self.candidates_by_partition(hashes)
+        # Query order, stored order within a bucket: the order the in-memory table gives.
+        back = np.argsort(found.query, kind="stable")
+        return Candidates(
+            found.query[back],
+            found.recording[back],
+            found.anchor_t[back],
+            found.anchor_f[back],
+            found.span[back],
+        )
+
+    def candidates_by_partition(self, hashes: np.ndarray) -> Candidates:
+        """The rows :meth:`candidates` gives, in (partition, hash) order rather than query
+        order: what matching needs, as the best group does not depend on the order."""
         hashes = np.asarray(hashes, dtype=np.uint32)
-        n_parts = 1 << self.partition_bits
         part = partition_of(hashes, self.partition_bits)
-        order = np.argsort(part, kind="stable")
-        part, wanted = part[order], hashes[order]
-        bounds = np.searchsorted(part, np.arange(n_parts + 1))
-        touched = [p for p in np.flatnonzero(np.diff(bounds)) if self._hashes[p] is not None]
-        keys = (part.astype(np.uint64) << np.uint64(32)) | wanted.astype(np.uint64)
-        sizes = self._part_rows[part][:, None]
-        ends = []
-        for side in ("left", "right"):
-            # The block holding the bound: after the last fence entry below (or at) it.
-            block = np.searchsorted(self._fence_keys, keys, side=side) - 1
-            block = np.maximum(block - self._fence_start[part], 0)
-            index = block[:, None] * FENCE_STRIDE + np.arange(FENCE_STRIDE)
-            values = np.zeros(index.shape, np.uint32)
-            for p in touched:
+        keys = (part.astype(np.uint64) << np.uint64(32)) | hashes.astype(np.uint64)
+        order = np.argsort(keys)
+        keys, part, wanted = keys[order], part[order], hashes[order]
+        spans = np.searchsorted(part, np.arange((1 << self.partition_bits) + 1))
+        touched = [p for p in np.flatnonzero(np.diff(spans)) if self._hashes[p] is not None]
+        lo, hi = self._bucket_bounds(keys, part, wanted, spans, touched)
+        q_local, r_idx = bucket_pairs(lo, hi)
+        # Rows gathered as 16-byte scalars (one copy each), straight from the mappings.
+        found = np.empty(r_idx.size, np.complex128)
+        spans = np.searchsorted(part[q_local], np.arange(spans.size))
+        for p in touched:
+            start, stop = spans[p], spans[p + 1]
+            if stop > start:
+                np.take(self._rows16[p], r_idx[start:stop], out=found[start:stop])
+        rows = found.view(ROW_DTYPE)
+        return Candidates(
+            order[q_local], rows["recording"], rows["anchor_t"], rows["anchor_f"], rows["span"]
+        )
+
+    def _bucket_bounds(
+        self,
+        keys: np.ndarray,
+        part: np.ndarray,
+        wanted: np.ndarray,
+        spans: np.ndarray,
+        touched: list[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each sorted query hash's bucket ``[lo, hi)`` in its partition's hash column.
+
+        The fences in RAM give, for either bound, the block of ``FENCE_STRIDE`` hashes it
+        falls in; one window of that many hashes is copied per bound (shifted back to
+        end at the column's end where the block is the last, short one) and the bound
+        is the window's start plus the hashes in it below (or at) the wanted one.
+        """
+        # Left and right bound of each query side by side: a partition's are contiguous.
+        block = np.stack(
+            [
+                np.searchsorted(self._fence_keys, keys, side="left"),
+                np.searchsorted(self._fence_keys, keys, side="right"),
+            ],
+            axis=1,
+        )
+        block = np.maximum(block - 1 - self._fence_start[part][:, None], 0)
+        last = np.maximum(self._part_rows[part] - FENCE_STRIDE, 0)[:, None]
+        start = np.minimum(block * FENCE_STRIDE, last)
+        window = np.empty((keys.size, 2, FENCE_STRIDE), np.uint32)
+        bounds = np.empty((keys.size, 2), np.int64)
+        short = []
+        for p in touched:
+            a, b = spans[p], spans[p + 1]
+            windows = self._windows[p]
+            if windows is None:  # fewer rows than one window: search the column itself
                 stored = self._hashes[p]
                 assert stored is not None
-                lo, hi = bounds[p], bounds[p + 1]
-                values[lo:hi] = stored[np.minimum(index[lo:hi], stored.size - 1)]
-            below = values < wanted[:, None] if side == "left" else values <= wanted[:, None]
-            ends.append(block * FENCE_STRIDE + np.count_nonzero(below & (index < sizes), axis=1))
-        q_local, r_idx = bucket_pairs(ends[0], ends[1])
-        found = np.empty(r_idx.size, ROW_DTYPE)
-        spans = np.searchsorted(part[q_local], np.arange(n_parts + 1))
-        for p in touched:
-            lo, hi = spans[p], spans[p + 1]
-            if hi > lo:
-                rows = self._rows[p]
-                assert rows is not None
-                found[lo:hi] = rows[r_idx[lo:hi]]
-        # Query order, stored order within a bucket: the order the in-memory table gives.
-        q_idx = order[q_local]
-        back = np.argsort(q_idx, kind="stable")
-        q_idx, found = q_idx[back], found[back]
-        return Candidates(
-            q_idx, found["recording"], found["anchor_t"], found["anchor_f"], found["span"]
-        )
+                bounds[a:b, 0] = np.searchsorted(stored, wanted[a:b], side="left")
+                bounds[a:b, 1] = np.searchsorted(stored, wanted[a:b], side="right")
+                short.append((a, b))
+                continue
+            window[a:b] = windows[start[a:b]]
+        lo = start[:, 0] + (window[:, 0] < wanted[:, None]).sum(axis=1)
+        hi = start[:, 1] + (window[:, 1] <= wanted[:, None]).sum(axis=1)
+        for a, b in short:
+            lo[a:b], hi[a:b] = bounds[a:b, 0], bounds[a:b, 1]
+        return lo, hi

@@ -15,6 +15,7 @@ from generation.fingerprint_store import (
     MANIFEST,
     FingerprintStore,
     FingerprintStoreError,
+    partition_of,
     quad_rows,
     write_store,
 )
@@ -110,6 +111,41 @@ def test_buckets_across_fence_blocks_are_found_whole(tmp_path: Path) -> None:
     wanted = np.concatenate([np.unique(hashes), rng.integers(0, 1 << 24, 500).astype(np.uint32)])
     wanted = np.concatenate([wanted, [0, np.iinfo(np.uint32).max]]).astype(np.uint32)
     assert _same(store.candidates(wanted), table.candidates(wanted))
+
+
+def test_lookup_in_partition_order_holds_the_same_rows(tmp_path: Path) -> None:
+    """Long partitions (fence windows, the last one shifted back to end at the column's
+    end) and a short one (searched directly) give the in-memory table's rows, in
+    (partition, hash) order for matching and in query order through ``candidates``."""
+    rng = np.random.default_rng(5)
+    distinct = rng.choice(1 << 24, 80, replace=False).astype(np.uint32)
+    part = partition_of(distinct, 3)
+    distinct = np.concatenate([distinct[part != 5], distinct[part == 5][:1]])
+    sizes = rng.integers(1, 300, distinct.size)
+    sizes[-1] = 3  # partition 5: three rows, fewer than one window
+    hashes = np.repeat(distinct, sizes)
+    n = hashes.size
+    table = FingerprintIndex(
+        hashes,
+        rng.integers(1, 50, n),
+        rng.integers(0, 5000, n).astype(np.int32),
+        rng.integers(0, 80, n).astype(np.int16),
+        rng.integers(6, 96, n).astype(np.int16),
+        {r: [r] for r in range(1, 50)},
+    )
+    store = FingerprintStore(tmp_path / "fp", _write(table, tmp_path / "fp", partition_bits=3))
+    rows = np.bincount(partition_of(hashes, 3), minlength=8)
+    assert rows[5] == 3 and (rows[rows != 3] > 128).all()
+    wanted = np.concatenate([distinct, distinct[::3], rng.integers(0, 1 << 24, 200)])
+    wanted = rng.permutation(np.append(wanted, [0, np.iinfo(np.uint32).max]).astype(np.uint32))
+    expected = table.candidates(wanted)
+    by_partition = store.candidates_by_partition(wanted)
+    keys = partition_of(wanted, 3)[by_partition.query] * (1 << 32) + wanted[by_partition.query]
+    assert (np.diff(keys) >= 0).all()
+    back = np.argsort(by_partition.query, kind="stable")
+    fields = ("query", "recording", "anchor_t", "anchor_f", "span")
+    assert all(np.array_equal(getattr(by_partition, f)[back], getattr(expected, f)) for f in fields)
+    assert _same(store.candidates(wanted), expected)
 
 
 def _first_partition(directory: Path) -> Path:
