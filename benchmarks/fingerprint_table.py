@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import logging
 import os
 import shutil
@@ -52,6 +53,7 @@ from generation.fingerprint import (
 )
 from generation.fingerprint_store import (
     DEFAULT_PARTITION_BITS,
+    MANIFEST,
     FingerprintStore,
     quad_rows,
     write_store,
@@ -260,30 +262,47 @@ def build_and_time(
     args: argparse.Namespace,
     *,
     seed: int,
+    built: Path | None = None,
 ) -> tuple[Result, list[Match]]:
-    """Build a store of ``n`` synthetic rows plus ``planted``; time it warm and cold."""
-    batches = Timed(synthetic_batches(model, n, planted, args.batch_rows, seed))
-    start = time.perf_counter()
-    sha = write_store(
-        directory, batches, artists, partition_bits=args.partition_bits, batch_rows=args.batch_rows
-    )
-    build = time.perf_counter() - start - batches.seconds
-    log.info("%s: %d quads built in %.0f s (+%.0f s drawing)", name, n, build, batches.seconds)
+    """Build a store of ``n`` synthetic rows plus ``planted``; time it warm and cold.
+
+    ``built``: the same table kept by an earlier run (``--keep``), timed instead of built.
+    """
+    if built is None:
+        batches = Timed(synthetic_batches(model, n, planted, args.batch_rows, seed))
+        start = time.perf_counter()
+        sha = write_store(
+            directory,
+            batches,
+            artists,
+            partition_bits=args.partition_bits,
+            batch_rows=args.batch_rows,
+        )
+        build = time.perf_counter() - start - batches.seconds
+        log.info("%s: %d quads built in %.0f s (+%.0f s drawing)", name, n, build, batches.seconds)
+        made = (
+            f"built at {(n + len(planted)) / build / 1e6:.2f} M quads/s (+{batches.seconds:.0f} s "
+            "drawing synthetic rows)"
+        )
+    else:
+        directory, build = built, float("nan")
+        sha = hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+        made = f"built by an earlier run, kept in {directory}"
     start = time.perf_counter()
     store = FingerprintStore(directory, sha)
     opened = time.perf_counter() - start
     time_matches(store, queries[:10])  # warm the page cache
     lookup, candidates = time_lookups(store, queries)
     match, matches = time_matches(store, queries)
+    load = os.getloadavg()
     del store
     cold = time_cold(directory, sha, queries[: args.cold_queries])
     size = disk_bytes(directory)
     note = (
-        f"built at {(n + len(planted)) / build / 1e6:.2f} M quads/s (+{batches.seconds:.0f} s "
-        f"drawing synthetic rows), {size / (n + len(planted)):.1f} bytes per quad, opened "
-        f"(manifest checked, fences read) in {opened:.2f} s"
+        f"{made}, {size / (n + len(planted)):.1f} bytes per quad, opened (manifest checked, "
+        f"fences read) in {opened:.2f} s; load average after the warm timing {load}"
     )
-    if not args.keep:
+    if not args.keep and built is None:
         shutil.rmtree(directory)
     result = Result(
         name,
@@ -318,6 +337,13 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=24, help="real tracks: 2/3 planted")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the synthetic tables")
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="time this table (the big one an earlier run with the same --quads, --seed, "
+        "--tracks and --partition-bits kept) instead of building it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -326,7 +352,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="fingerprint-table-", dir=args.workdir))
     free = shutil.disk_usage(work).free
-    needed = 2 * BYTES_PER_QUAD * (n + n_peer)  # spill files and partitions at the peak
+    # Spill files and partitions at the peak.
+    needed = 2 * BYTES_PER_QUAD * (n_peer + (0 if args.table else n))
     if needed > free:
         shutil.rmtree(work)
         raise SystemExit(f"{needed / 1e9:.0f} GB needed, {free / 1e9:.0f} GB free: lower --quads")
@@ -450,6 +477,7 @@ def main() -> None:
             expected,
             args,
             seed=11,
+            built=args.table,
         )
         results.append(result)
     finally:
@@ -483,8 +511,9 @@ def main() -> None:
     )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
+        build = "-" if np.isnan(r.build) else f"{r.build:.0f} s"  # NaN: an earlier run's
         print(
-            f"| {r.name} | {r.quads:,} | {r.build:.0f} s | {r.size} | {summary(r.lookup)} | "
+            f"| {r.name} | {r.quads:,} | {build} | {r.size} | {summary(r.lookup)} | "
             f"{summary(r.match)} | {summary(r.cold) if r.cold else '-'} | "
             f"{r.candidates:,.0f} | {100 * r.found:.0f} % |"
         )
