@@ -57,6 +57,14 @@ def _root(
     ),
 ) -> None:
     """Consent-first audio diffusion: ingest licensed audio, audit it, train, generate safely."""
+    from provenance.store_settings import configured_store_url
+
+    try:
+        configured_store_url()
+    except ValueError as exc:
+        # A bad store URL would otherwise surface as a traceback from deep in a command.
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _register_all() -> None:

@@ -34,6 +34,19 @@ def _check_filesystem(uri: str | None) -> None:
         fsspec.get_filesystem_class(protocol)
     except (ImportError, ValueError) as exc:
         fail(f"{uri}: {exc}", EXIT_BAD_INPUT)
+    # Reach it before any work: missing credentials, an unknown bucket or an endpoint
+    # that does not answer is the user's to fix, not a failed ingestion run.
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        found = fs.exists(path)
+    except Exception as exc:  # botocore and aiohttp raise their own types
+        fail(
+            f"{uri}: cannot reach it ({type(exc).__name__}: {exc}); for s3:// set "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for MinIO)",
+            EXIT_BAD_INPUT,
+        )
+    if not found:
+        fail(f"source {uri!r} does not exist", EXIT_BAD_INPUT)
 
 
 def register(app: typer.Typer) -> None:

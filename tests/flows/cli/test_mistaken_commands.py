@@ -21,7 +21,8 @@ MISTAKES: list[tuple[list[str], int, str]] = [
     (["train", "--config", "huge"], BAD_INPUT, "huge"),
     (["train", "--max-steps", "0"], BAD_INPUT, "--max-steps"),
     (["train", "--clap", "/nope/clap.pt"], BAD_INPUT, "/nope/clap.pt"),
-    (["ingest", "s3://bucket/x"], BAD_INPUT, "Install s3fs"),
+    (["ingest", "gcs://bucket/x"], BAD_INPUT, "install gcsfs"),
+    (["ingest", "s3://bucket/x"], BAD_INPUT, "cannot reach it"),
     (["ingest", "/nope/folder"], BAD_INPUT, "does not exist"),
     (["ingest", ".", "--workers", "0"], BAD_INPUT, "--workers"),
     (["ingest", ".", "--manifest", "/nope/m.csv"], BAD_INPUT, "/nope/m.csv"),
@@ -80,6 +81,13 @@ def test_a_mistake_gets_one_line_and_its_exit_code(
     home: Path, argv: list[str], code: int, fragment: str
 ) -> None:
     assert_one_line(run(argv, home), code, fragment)
+
+
+def test_a_bad_store_url_is_one_line_before_any_command(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIRCHORD_STORE_URL", "ftp://somewhere/store")
+    assert_one_line(run(["policy", "show", "commercial"], home), BAD_INPUT, "FAIRCHORD_STORE_URL")
 
 
 def test_an_uninitialised_database_is_exit_3(tmp_path: Path) -> None:
