@@ -26,9 +26,9 @@ big table kept by an earlier run instead of building it again.
 
 Measured on the shared 2-core AMD EPYC machine (24 GB RAM), 2 December 2026. The 10⁹
 table was built once (``--keep``, at ``nice -n 19`` under load 6-9: 1 653 s; the build
-code is the one measured at 556 s before) and timed twice under the timing lock with
+code is the one measured at 556 s before) and timed twice with
 
-    flock /tmp/fairchord-timing.lock nice -n 0 .venv/bin/python \
+    nice -n 0 .venv/bin/python \
         benchmarks/fingerprint_table.py --quads 1000000000 --table DIR \
         --workdir /work/fpbench --cold-queries 20
 
