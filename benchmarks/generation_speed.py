@@ -51,32 +51,34 @@ cheaper ones (channels-last, bfloat16 on this CPU's AVX-512 BF16: 2-3x per
 evaluation at batch 1 and 2), measured below.
 
 Measured (2 threads, torch 2.14.1, OMP_WAIT_POLICY=PASSIVE, AVX-512 BF16, shared
-machine, load average 6.8 at the start and 4.0 at the end, best of 2 runs, 1 for
+machine, load average 3.6 at the start and 1.9 at the end, best of 2 runs, 1 for
 the baseline and the peer; quality from ``docs/listening/quality.json``, the
 demo checkpoint's report split: 6 held-back segments of 10 s, seeds 0-5):
 
 ======================================  =====  ========  ========  =====  ==========  ======
 setting                                 evals  sample s  vocode s  RTF    FD_musicnn  CLAP
 ======================================  =====  ========  ========  =====  ==========  ======
-baseline: 2M, 25 steps, full CFG, fp32  50     31.12     0.81      3.19   170.6       0.0758
-2M, 10 steps, CFG interval, bf16        13     3.64      0.66      0.43   165.9       0.0753
-2M, 8 steps, interval, bf16, GL 16      10     3.05      0.38      0.34   159.2       0.0754
-**default**: 2M, 6 steps, interval,     7      2.12      0.61      0.27   166.1       0.0748
+baseline: 2M, 25 steps, full CFG, fp32  50     28.11     0.58      2.87   170.6       0.0758
+2M, 10 steps, CFG interval, bf16        13     3.62      0.60      0.42   165.9       0.0753
+2M, 8 steps, interval, bf16, GL 16      10     1.67      0.25      0.19   159.2       0.0754
+**default**: 2M, 6 steps, interval,     7      1.18      0.59      0.18   166.1       0.0748
 bf16, Griffin-Lim 32
-2M, 10 steps, interval, fp32            13     7.09      0.72      0.78
-2M, 10 steps, CFG at every step, bf16   20     6.01      1.08      0.71
-audio-diffusion-256, DDIM 50            50     616.21    0.55      52.08
+2M, 10 steps, interval, fp32            13     4.64      0.53      0.52
+2M, 10 steps, CFG at every step, bf16   20     3.69      0.45      0.41
+audio-diffusion-256, DDIM 50            50     476.39    0.53      40.27
 ======================================  =====  ========  ========  =====  ==========  ======
 
-The default is 11.7x faster than the baseline and 226x faster than the peer end
-to end in that run; its Fréchet distance is 2.6 % below the baseline's and its
-CLAP score 0.001 lower (the run's CLAP barely separates captions: real audio
-scores 0.0756). Per evaluation, bfloat16 with channels-last halved the time
-(0.55 s against 0.28 s per evaluation at 13 evaluations); guidance on an interval and fewer
-steps did the rest. Griffin-Lim's 32 iterations are 0.4-0.5 s of the vocoding
-here (NNLS 0.13-0.26 s); 16 iterations saved ~0.2 s and measured no worse, but
-the vocoder default stays 32 (it is also what the gate and ``fairchord eval``
-hear).
+The default was 16.2x faster than the baseline and 270x faster than the peer
+end to end in that run (the load fell during it, so the rows run later gained;
+in an earlier run at load 6.8-4.0 the default's RTF was 0.27, the baseline's
+3.19, the peer's 52.1). Its Fréchet distance is 2.6 % below the baseline's and
+its CLAP score 0.001 lower (the run's CLAP barely separates captions: real audio
+scores 0.0756). Per evaluation, bfloat16 with channels-last halved the time in
+the earlier run (0.55 s against 0.28 s at 13 evaluations); guidance on an
+interval and fewer steps did the rest. Griffin-Lim's 32 iterations are
+0.3-0.5 s of the vocoding (NNLS 0.13-0.26 s); 16 iterations saved 0.2-0.3 s and
+measured no worse, but the vocoder default stays 32 (it is also what
+``fairchord eval`` and the gate benchmarks hear).
 
 (needs the ``bench`` extra: ``pip install --no-deps diffusers``).
 """
