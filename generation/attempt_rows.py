@@ -38,6 +38,7 @@ def generation_row(
             "n": request.n,
             "format": request.format,
             "strength": request.strength if request.init_audio is not None else None,
+            **request.sampling_used(),
             **params,
         },
     )

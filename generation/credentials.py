@@ -139,6 +139,7 @@ def generation_claims(claims: ClipClaims) -> dict[str, Any]:
         "sampler": request.sampler,
         "steps": request.steps,
         "cfg": request.cfg,
+        **request.sampling_used(),
         "init_audio_sha256": request.init_audio_sha256,
         "audit_head": claims.audit_head,
     }

@@ -155,6 +155,7 @@ def sidecar_document(
         "sampler": request.sampler,
         "steps": request.steps,
         "cfg": request.cfg,
+        **request.sampling_used(),
         "seconds": seconds,
         "sample_rate": vocoder.sample_rate,
         "init_audio": (

@@ -129,6 +129,17 @@ class GenerationRequest:
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.n)]
 
+    def sampling_used(self) -> dict[str, Any]:
+        """The guidance interval and precision the clips are actually sampled with, for the
+        record: a variation (``init_audio``) guides every step in float32; otherwise
+        ``auto`` precision is resolved on this CPU."""
+        if self.init_audio is not None:
+            return {"cfg_interval": None, "precision": "fp32"}
+        from training.diffusion.sampling import resolve_precision
+
+        interval = list(self.cfg_interval) if self.cfg_interval is not None else None
+        return {"cfg_interval": interval, "precision": resolve_precision(self.precision)}
+
     def sampler_steps(self) -> int:
         """Sampler steps per clip (a variation runs only the tail of the schedule)."""
         if self.init_audio is None:

@@ -40,6 +40,7 @@ from tests.common.generation import (
     written,
 )
 from tests.common.ledger import party_opt_out
+from training.diffusion.sampling import resolve_precision
 from training.mel import log_mel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -87,6 +88,10 @@ def test_allowed_clips_are_written_with_sidecar_png_and_rows(
         sidecar = json.loads(Path(clip["sidecar"]).read_text())
         assert sidecar["prompt"] == PROMPT and sidecar["seed"] == clip["seed"]
         assert (sidecar["sampler"], sidecar["steps"], sidecar["cfg"]) == ("dpmpp_2m", 4, 3.0)
+        # What the clip was sampled with, resolved: enough to sample it again.
+        used = {"cfg_interval": [0.28, 5.42], "precision": resolve_precision("auto")}
+        assert {k: sidecar[k] for k in used} == used
+        assert {k: gen.params[k] for k in used} == used
         assert sidecar["checkpoint"]["sha256"] == ckpt.sha256
         assert sidecar["checkpoint"]["snapshot_digest"] == "d" * 64
         assert sidecar["embedder_sha256"] == world.embedder.sha256
