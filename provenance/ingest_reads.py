@@ -92,6 +92,10 @@ def fetch_remote(uri: str, dest: Path, *, max_bytes: int) -> None:
         fs, remote = fsspec.core.url_to_fs(uri)
         info = fs.info(remote)
     except FileNotFoundError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            # fsspec's HTTP filesystem reports a refused connection as "not found".
+            raise Refused("unreadable", f"{uri}: {type(cause).__name__}: {cause}") from exc
         raise Refused("missing_file", f"{uri}: no such object") from exc
     except Exception as exc:
         raise Refused("unreadable", f"{uri}: {type(exc).__name__}: {exc}") from exc
